@@ -1,0 +1,78 @@
+/**
+ * A small benchmark harness: each case runs in rounds of about `roundMs`, and the median rate
+ * is reported, so one slow round on a busy machine does not decide the figure.
+ */
+
+/** One measured case: a name and its median rate. */
+export interface Result {
+  name: string;
+  /** Operations per second, median of the rounds. */
+  rate: number;
+}
+
+/**
+ * Measures `run(n)`, which must perform `n` operations, and returns its median rate.
+ * `n` is calibrated so one round takes about `roundMs`.
+ */
+export function measureSync(name: string, run: (n: number) => void, { rounds = 7, roundMs = 200 } = {}): Result {
+  let n = 1000;
+  for (;;) {
+    const started = process.hrtime.bigint();
+    run(n);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    if (ms >= roundMs / 4) {
+      n = Math.max(1, Math.round((n * roundMs) / Math.max(ms, 0.001)));
+      break;
+    }
+    n *= 4;
+  }
+  const rates: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    globalThis.gc?.();
+    const started = process.hrtime.bigint();
+    run(n);
+    rates.push((n * 1e9) / Number(process.hrtime.bigint() - started));
+  }
+  return { name, rate: median(rates) };
+}
+
+/** Measures an asynchronous `run(n)` the same way, for cases that cross threads or processes. */
+export async function measureAsync(name: string, run: (n: number) => Promise<void>, { rounds = 5, n = 20000 } = {}): Promise<Result> {
+  await run(Math.min(n, 2000)); // warm-up
+  const rates: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    globalThis.gc?.();
+    const started = process.hrtime.bigint();
+    await run(n);
+    rates.push((n * 1e9) / Number(process.hrtime.bigint() - started));
+  }
+  return { name, rate: median(rates) };
+}
+
+/** The median of `values` (which it sorts). */
+export function median(values: number[]): number {
+  values.sort((a, b) => a - b);
+  const mid = values.length >> 1;
+  return values.length % 2 === 1 ? (values[mid] as number) : ((values[mid - 1] as number) + (values[mid] as number)) / 2;
+}
+
+/** Prints a table of rates, each with its ratio to `baseline` (a row of the same table). */
+export function printTable(title: string, rows: { result: Result; baseline?: Result; target?: string }[]): void {
+  console.log(`\n${title}`);
+  const lines = rows.map(({ result, baseline, target }) => [
+    result.name,
+    formatRate(result.rate),
+    baseline ? `${(result.rate / baseline.rate).toFixed(2)}× ${baseline.name}` : "(baseline)",
+    target ?? "",
+  ]);
+  const header = ["case", "rate", "ratio", "target"];
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => (line[i] as string).length)));
+  const format = (cells: string[]): string => cells.map((cell, i) => cell.padEnd(widths[i] as number)).join("  ").trimEnd();
+  console.log(format(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const line of lines) console.log(format(line));
+}
+
+function formatRate(rate: number): string {
+  return rate >= 1e6 ? `${(rate / 1e6).toFixed(2)} M/s` : `${(rate / 1e3).toFixed(1)} k/s`;
+}

@@ -1,0 +1,5 @@
+/** `npm run bench`: every benchmark, each table with its raw baseline measured in the same run. */
+import { benchLocal } from "./local.js";
+
+console.log(`roar benchmarks — Node ${process.version}, ${process.platform}/${process.arch}`);
+benchLocal();

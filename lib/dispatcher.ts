@@ -1,0 +1,216 @@
+/**
+ * Dispatchers: one per scope in each thread, shared by every router of that scope there.
+ *
+ * Invariants:
+ *  - delivery in a thread is synchronous and in publish order: a publish made by a handler
+ *    while a delivery is under way is delivered right after that delivery, never inside it,
+ *    so every subscriber sees one router's messages in the order they were published;
+ *  - a subscriber added during a delivery gets the next message, not the current one; a
+ *    subscriber removed during a delivery is not called again (the list is copied on write
+ *    and `active` is checked before each call, as emittery does);
+ *  - an unknown topic or scope is empty, not an error; topic keys live in `Map`s, so
+ *    `"__proto__"` is an ordinary topic.
+ *
+ * What lies beyond the thread is behind the {@link Beyond} interface: dispatchers tell it
+ * which topics gained or lost their last local subscriber and hand it what must leave, and it
+ * tells them which topics are wanted elsewhere.
+ */
+import type { Subscriber } from "./subscription.js";
+import type { Scope, Topic } from "./types.js";
+
+/** @internal What lies beyond this thread, as the dispatchers see it. */
+export interface Beyond {
+  /** `topic` in `scope` gained its first subscriber in this thread, or lost its last. */
+  interestChanged(scope: Scope, topic: Topic, interested: boolean): void;
+  /** Sends a message published in this thread towards its subscribers elsewhere. */
+  forward(scope: Scope, topic: Topic, message: unknown): void;
+  /** Resolves once all that was forwarded or changed so far has reached the host's root relay. */
+  flush(): Promise<void>;
+  /** Takes in, synchronously, what other threads have already sent here. */
+  pump(): void;
+}
+
+interface TopicEntry {
+  /** Replaced, never mutated, so a delivery under way iterates a stable snapshot. */
+  subscribers: readonly Subscriber[];
+  /** Whether subscribers beyond this thread want this topic. */
+  remote: boolean;
+}
+
+/** @internal The subscribers of one scope in this thread. */
+export class Dispatcher {
+  readonly scope: Scope;
+  readonly #topics = new Map<Topic, TopicEntry>();
+  readonly #dispatchers: ThreadDispatchers;
+  /** Routers of this scope alive in the thread; the dispatcher goes when the last one closes. */
+  routers = 0;
+
+  constructor(dispatchers: ThreadDispatchers, scope: Scope) {
+    this.#dispatchers = dispatchers;
+    this.scope = scope;
+  }
+
+  /** Adds a subscriber to `topic`. */
+  add(topic: Topic, subscriber: Subscriber): void {
+    const entry = this.#topics.get(topic);
+    if (entry === undefined) {
+      this.#topics.set(topic, { subscribers: [subscriber], remote: false });
+    } else {
+      const first = entry.subscribers.length === 0;
+      entry.subscribers = [...entry.subscribers, subscriber];
+      if (!first) return;
+    }
+    this.#dispatchers.beyond?.interestChanged(this.scope, topic, true);
+  }
+
+  /** Removes a subscriber from `topic`; unknown subscribers are ignored. */
+  remove(topic: Topic, subscriber: Subscriber): void {
+    const entry = this.#topics.get(topic);
+    if (entry === undefined) return;
+    const index = entry.subscribers.indexOf(subscriber);
+    if (index === -1) return;
+    entry.subscribers = entry.subscribers.filter((_, i) => i !== index);
+    if (entry.subscribers.length !== 0) return;
+    if (!entry.remote) this.#topics.delete(topic);
+    this.#dispatchers.beyond?.interestChanged(this.scope, topic, false);
+  }
+
+  /** Whether any subscriber in this thread wants `topic`. */
+  hasSubscribers(topic: Topic): boolean {
+    return (this.#topics.get(topic)?.subscribers.length ?? 0) !== 0;
+  }
+
+  /** Topics with at least one subscriber in this thread. */
+  *subscribedTopics(): IterableIterator<Topic> {
+    for (const [topic, entry] of this.#topics) if (entry.subscribers.length !== 0) yield topic;
+  }
+
+  /** Records whether subscribers beyond this thread want `topic`. */
+  setRemoteInterest(topic: Topic, remote: boolean): void {
+    const entry = this.#topics.get(topic);
+    if (entry !== undefined) {
+      entry.remote = remote;
+      if (!remote && entry.subscribers.length === 0) this.#topics.delete(topic);
+    } else if (remote) {
+      this.#topics.set(topic, { subscribers: [], remote });
+    }
+  }
+
+  /** Forgets every remote interest (the link beyond the thread went away). */
+  clearRemoteInterest(): void {
+    for (const [topic, entry] of this.#topics) {
+      entry.remote = false;
+      if (entry.subscribers.length === 0) this.#topics.delete(topic);
+    }
+  }
+
+  /** Whether the dispatcher holds nothing and can be forgotten. */
+  get isIdle(): boolean {
+    return this.routers === 0 && this.#topics.size === 0;
+  }
+
+  /**
+   * Delivers a message published in this thread: first it is handed beyond the thread (so
+   * that the order of leaving matches the order of publishing), then to local subscribers.
+   */
+  publish(topic: Topic, message: unknown): void {
+    const entry = this.#topics.get(topic);
+    if (entry === undefined) return;
+    if (entry.remote) this.#dispatchers.beyond?.forward(this.scope, topic, message);
+    if (entry.subscribers.length !== 0) deliver(entry.subscribers, message);
+  }
+
+  /** Delivers a message that arrived from beyond this thread to local subscribers only. */
+  deliverLocal(topic: Topic, message: unknown): void {
+    const entry = this.#topics.get(topic);
+    if (entry !== undefined && entry.subscribers.length !== 0) deliver(entry.subscribers, message);
+  }
+}
+
+/** @internal The dispatchers of this thread, by scope, and what lies beyond them. */
+export class ThreadDispatchers {
+  readonly #byScope = new Map<Scope, Dispatcher>();
+  /** Set once this thread is joined to something beyond it. */
+  beyond: Beyond | undefined;
+
+  /** The dispatcher of `scope`, made on first use; call {@link release} when done. */
+  acquire(scope: Scope): Dispatcher {
+    let dispatcher = this.#byScope.get(scope);
+    if (dispatcher === undefined) {
+      dispatcher = new Dispatcher(this, scope);
+      this.#byScope.set(scope, dispatcher);
+    }
+    dispatcher.routers++;
+    return dispatcher;
+  }
+
+  /** Gives back what {@link acquire} took; an idle dispatcher is forgotten. */
+  release(dispatcher: Dispatcher): void {
+    dispatcher.routers--;
+    this.forgetIfIdle(dispatcher);
+  }
+
+  /** The dispatcher of `scope`, if this thread has one. */
+  get(scope: Scope): Dispatcher | undefined {
+    return this.#byScope.get(scope);
+  }
+
+  /** The dispatcher of `scope`, made if need be (to record remote interest). */
+  getOrCreate(scope: Scope): Dispatcher {
+    let dispatcher = this.#byScope.get(scope);
+    if (dispatcher === undefined) {
+      dispatcher = new Dispatcher(this, scope);
+      this.#byScope.set(scope, dispatcher);
+    }
+    return dispatcher;
+  }
+
+  /** Forgets `dispatcher` when it holds nothing. */
+  forgetIfIdle(dispatcher: Dispatcher): void {
+    if (dispatcher.isIdle && this.#byScope.get(dispatcher.scope) === dispatcher) this.#byScope.delete(dispatcher.scope);
+  }
+
+  /** Every (scope, topic) with a subscriber in this thread. */
+  *subscribedTopics(): IterableIterator<[Scope, Topic]> {
+    for (const [scope, dispatcher] of this.#byScope) {
+      for (const topic of dispatcher.subscribedTopics()) yield [scope, topic];
+    }
+  }
+
+  /** Forgets all remote interest, in every scope. */
+  clearRemoteInterest(): void {
+    for (const dispatcher of [...this.#byScope.values()]) {
+      dispatcher.clearRemoteInterest();
+      this.forgetIfIdle(dispatcher);
+    }
+  }
+}
+
+/** The dispatchers of the thread this module runs in. */
+export const threadDispatchers = new ThreadDispatchers();
+
+// Deliveries asked for while one is under way wait here (see the module's invariants).
+let delivering = false;
+const deferred: { subscribers: readonly Subscriber[]; message: unknown }[] = [];
+
+function deliver(subscribers: readonly Subscriber[], message: unknown): void {
+  if (delivering) {
+    deferred.push({ subscribers, message });
+    return;
+  }
+  // No try/finally on this hot path: Subscriber.deliver never throws (handlers' errors are
+  // caught and reported where they run), so `delivering` is always reset.
+  delivering = true;
+  deliverTo(subscribers, message);
+  if (deferred.length !== 0) {
+    for (let next = deferred.shift(); next !== undefined; next = deferred.shift()) deliverTo(next.subscribers, next.message);
+  }
+  delivering = false;
+}
+
+function deliverTo(subscribers: readonly Subscriber[], message: unknown): void {
+  for (let i = 0; i < subscribers.length; i++) {
+    const subscriber = subscribers[i] as Subscriber;
+    if (subscriber.active) subscriber.deliver(message);
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * Router: the handle a program publishes and subscribes through, bound to one scope.
+ *
+ * A router is thin: it checks arguments, keeps what it made (so `close()` can undo it) and
+ * counts, and leaves delivery to its thread's {@link Dispatcher} for the scope.
+ */
+import { threadDispatchers, type Dispatcher } from "./dispatcher.js";
+import { RoarError, describe } from "./errors.js";
+import { assertSendable } from "./sendable.js";
+import { CallbackSubscriber, Subscription, type Subscriber, type SubscriptionOwner } from "./subscription.js";
+import type { Handler, HandlerErrorInfo, RouterOptions, RouterStats, Scope, SubscribeOptions, Topic, Unsubscribe } from "./types.js";
+import { assertCapacity, assertFunction, assertOptions, assertScope, assertTopic } from "./validate.js";
+
+/** @internal Runs when a router is made, so the thread can join its host (set by the package entry). */
+let onRouterCreated: (() => void) | undefined;
+
+/** @internal Sets what runs when a router is made. */
+export function setRouterCreatedHook(hook: () => void): void {
+  onRouterCreated = hook;
+}
+
+/**
+ * Publishes and subscribes within one scope. Make one with {@link createRouter}.
+ *
+ * Every router of a scope in a thread shares one dispatcher, so two routers of one scope see
+ * each other's messages exactly once, and a router receives its own messages.
+ */
+export class Router implements Disposable {
+  /** The scope this router publishes and subscribes in. */
+  readonly scope: Scope;
+  /** The default buffer size of the subscriptions this router makes. */
+  readonly capacity: number;
+  readonly #onError: RouterOptions["onError"];
+  readonly #dispatcher: Dispatcher;
+  /** What this router made, by topic, so close() can cancel it. */
+  readonly #made = new Map<Topic, Set<Subscriber & { cancel(): void }>>();
+  readonly #owner: SubscriptionOwner;
+  #closed = false;
+  #published = 0;
+  #delivered = 0;
+  #overflow = 0;
+
+  /** @internal Use {@link createRouter}. */
+  constructor(options: RouterOptions) {
+    assertOptions(options, "options", ["scope", "capacity", "onError"]);
+    assertScope(options.scope);
+    assertCapacity(options.capacity);
+    assertFunction(options.onError, "onError", true);
+    this.scope = options.scope;
+    this.capacity = options.capacity;
+    this.#onError = options.onError;
+    this.#dispatcher = threadDispatchers.acquire(this.scope);
+    this.#owner = {
+      detach: (topic, subscriber) => this.#detach(topic, subscriber),
+      countDelivered: () => void this.#delivered++,
+      countOverflow: () => void this.#overflow++,
+      reportError: (error, info) => this.#reportError(error, info),
+      pump: () => threadDispatchers.beyond?.pump(),
+    };
+    onRouterCreated?.();
+  }
+
+  /** `true` once {@link Router.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Subscribes to `topic` in this router's scope, buffering up to `capacity` messages.
+   *
+   * The subscription sees messages published after this call: at once those published in this
+   * thread, and, once {@link Router.flush} has resolved, those published anywhere on the host.
+   *
+   * @param topic - A non-empty string.
+   * @param options - `capacity`, to override the router's default.
+   * @throws {@link RoarError} `ERR_ROAR_INVALID_TOPIC`, `ERR_ROAR_INVALID_CAPACITY`,
+   * `ERR_ROAR_INVALID_OPTION`, or `ERR_ROAR_CLOSED` after {@link Router.close}.
+   *
+   * @example
+   * ```ts
+   * const sub = router.subscribe("events", { capacity: 10 });
+   * for await (const event of sub) console.log(event);
+   * ```
+   */
+  subscribe<T = unknown>(topic: Topic, options: SubscribeOptions = {}): Subscription<T> {
+    this.#assertOpen("subscribe");
+    assertTopic(topic);
+    assertOptions(options, "options", ["capacity"]);
+    const capacity = options.capacity ?? this.capacity;
+    assertCapacity(capacity, "options.capacity");
+    const subscription = new Subscription<T>(this.#owner, topic, capacity);
+    this.#attach(topic, subscription);
+    return subscription;
+  }
+
+  /**
+   * Calls `handler` with every message on `topic` in this router's scope.
+   *
+   * A handler that throws, or returns a promise that rejects, never stops delivery to other
+   * subscribers: the error goes to the router's `onError`, or to `process.emitWarning`.
+   *
+   * @returns A function that removes the handler; it is also `Disposable`.
+   * @throws {@link RoarError} `ERR_ROAR_INVALID_TOPIC`, `ERR_ROAR_INVALID_OPTION` when
+   * `handler` is not a function, or `ERR_ROAR_CLOSED` after {@link Router.close}.
+   *
+   * @example
+   * ```ts
+   * const off = router.on("notifications", (message) => console.log(message));
+   * off();
+   * ```
+   */
+  on<T = unknown>(topic: Topic, handler: Handler<T>): Unsubscribe {
+    this.#assertOpen("on");
+    assertTopic(topic);
+    assertFunction(handler, "handler");
+    const info: HandlerErrorInfo = Object.freeze({ scope: this.scope, topic });
+    const subscriber = new CallbackSubscriber(this.#owner, info, handler as Handler);
+    this.#attach(topic, subscriber);
+    const off = (): void => subscriber.cancel();
+    return Object.assign(off, { [Symbol.dispose]: off });
+  }
+
+  /**
+   * Publishes `message` on `topic` to every subscriber of this scope: those in this thread
+   * before `publish` returns, those elsewhere soon after, each exactly once and in the order
+   * this router published.
+   *
+   * Local subscribers receive `message` itself (treat messages as immutable); others receive
+   * a copy. A message may hold what superjson and structured clone both carry unchanged
+   * (see the README); anything else is refused here, wherever the subscribers are.
+   *
+   * @throws {@link RoarError} `ERR_ROAR_INVALID_TOPIC`, `ERR_ROAR_UNSERIALIZABLE`, or
+   * `ERR_ROAR_CLOSED` after {@link Router.close}.
+   *
+   * @example
+   * ```ts
+   * router.publish("events", { kind: "signup", at: new Date() });
+   * ```
+   */
+  publish(topic: Topic, message: unknown): void {
+    if (this.#closed) this.#assertOpen("publish");
+    assertTopic(topic);
+    assertSendable(message);
+    this.#published++;
+    this.#dispatcher.publish(topic, message);
+  }
+
+  /**
+   * Resolves once everything this router did so far (subscribe, cancel, publish) has reached
+   * the host's root relay: a publish made anywhere on the host afterwards reaches this
+   * router's subscriptions. In a thread that is alone, it resolves at once.
+   *
+   * @example
+   * ```ts
+   * const sub = router.subscribe("events");
+   * await router.flush(); // now publishes from any worker reach `sub`
+   * ```
+   */
+  flush(): Promise<void> {
+    return threadDispatchers.beyond?.flush() ?? Promise.resolve();
+  }
+
+  /** Counters of this router: published, delivered, and dropped by reason. */
+  stats(): RouterStats {
+    return { published: this.#published, delivered: this.#delivered, dropped: { overflow: this.#overflow } };
+  }
+
+  /**
+   * Cancels every subscription and handler this router made; later calls to `subscribe`,
+   * `on` and `publish` throw `ERR_ROAR_CLOSED`. Calling it again does nothing.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const subscribers of [...this.#made.values()]) {
+      for (const subscriber of [...subscribers]) subscriber.cancel();
+    }
+    threadDispatchers.release(this.#dispatcher);
+  }
+
+  /** Closes the router (`using router = createRouter(...)`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #attach(topic: Topic, subscriber: Subscriber & { cancel(): void }): void {
+    let subscribers = this.#made.get(topic);
+    if (subscribers === undefined) this.#made.set(topic, (subscribers = new Set()));
+    subscribers.add(subscriber);
+    this.#dispatcher.add(topic, subscriber);
+  }
+
+  #detach(topic: Topic, subscriber: Subscriber): void {
+    this.#dispatcher.remove(topic, subscriber);
+    const subscribers = this.#made.get(topic);
+    if (subscribers?.delete(subscriber as Subscriber & { cancel(): void }) && subscribers.size === 0) this.#made.delete(topic);
+  }
+
+  #reportError(error: unknown, info: HandlerErrorInfo): void {
+    if (this.#onError !== undefined) {
+      try {
+        this.#onError(error, info);
+        return;
+      } catch (onErrorFailure) {
+        error = new AggregateError([error, onErrorFailure], "a handler failed, and so did `onError`");
+      }
+    }
+    // emitWarning drops its options when given an Error, so the handler's error rides as `cause`.
+    const warning = new Error(
+      `a handler of topic ${describe(info.topic)} in scope ${describe(info.scope)} failed: ${
+        error instanceof Error ? error.message : describe(error)
+      } (pass \`onError\` to createRouter to handle it)`,
+      { cause: error },
+    );
+    warning.name = "RoarHandlerWarning";
+    Object.assign(warning, { code: "ERR_ROAR_HANDLER" });
+    try {
+      process.emitWarning(warning);
+    } catch {
+      // Only a replaced process.emitWarning can throw; delivery must go on regardless.
+    }
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#closed) {
+      throw new RoarError("ERR_ROAR_CLOSED", `cannot ${operation}: the router of scope ${describe(this.scope)} is closed`);
+    }
+  }
+}
+
+/**
+ * Makes a router for `scope` whose subscriptions buffer `capacity` messages by default.
+ *
+ * @throws {@link RoarError} `ERR_ROAR_INVALID_SCOPE`, `ERR_ROAR_INVALID_CAPACITY` or
+ * `ERR_ROAR_INVALID_OPTION` for bad options.
+ *
+ * @example
+ * ```ts
+ * const router = roar.createRouter({ scope: "my_app", capacity: 100 });
+ * ```
+ */
+export function createRouter(options: RouterOptions): Router {
+  return new Router(options);
+}

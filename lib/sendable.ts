@@ -1,0 +1,104 @@
+/**
+ * What a message may be: the values that superjson (between processes and hosts) and
+ * structured clone (between threads) both carry so that they arrive as themselves.
+ *
+ * That is: strings, numbers (NaN, ±Infinity and -0 included), booleans, `null`, `undefined`,
+ * bigints, and arrays, plain objects, `Map`s, `Set`s, `Date`s and `RegExp`s made of them,
+ * cycles and shared references included. Anything else (functions, symbols, class instances,
+ * errors, buffers, promises) would arrive changed or not at all, so `publish` refuses it with
+ * `ERR_ROAR_UNSERIALIZABLE` wherever the subscribers are: a message that works in one thread
+ * works across hosts.
+ */
+import { RoarError, describe } from "./errors.js";
+
+/** The deepest nesting accepted: deeper values would overflow the stack of some decoder. */
+export const MAX_DEPTH = 512;
+
+/** How many objects the allocation-free first pass looks at before handing over to the exact walk. */
+const QUICK_BUDGET = 256;
+/** How deep the first pass goes: it keeps no ancestors, so a cycle shows up as depth. */
+const QUICK_DEPTH = 32;
+let budget = 0;
+
+/**
+ * Throws `ERR_ROAR_UNSERIALIZABLE` unless `value` is a sendable message (see the module docs).
+ *
+ * Primitives cost one `typeof`. Objects get a first pass that allocates nothing and is enough
+ * for the small, acyclic messages that make up most traffic; a message it cannot vouch for
+ * (large, deep, cyclic or refused) is walked again exactly, which also names the bad path.
+ */
+export function assertSendable(value: unknown): void {
+  if (typeof value !== "object" || value === null) {
+    if (typeof value === "function" || typeof value === "symbol") reject("message", value);
+    return;
+  }
+  budget = QUICK_BUDGET;
+  if (!quick(value, 0)) walk(value, "message", new Set());
+}
+
+function quickValue(value: unknown, depth: number): boolean {
+  if (typeof value === "object") return value === null || quick(value, depth);
+  return typeof value !== "function" && typeof value !== "symbol";
+}
+
+/** `true` when `value` is surely sendable; `false` when unsure. */
+function quick(value: object, depth: number): boolean {
+  if (--budget < 0 || depth >= QUICK_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!quickValue(value[i], depth + 1)) return false;
+    return true;
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null) {
+    for (const key in value) {
+      if (key === "__proto__" || !quickValue((value as Record<string, unknown>)[key], depth + 1)) return false;
+    }
+    return true;
+  }
+  return proto === Date.prototype || proto === RegExp.prototype;
+}
+
+function reject(path: string, value: unknown, why = "which cannot be sent"): never {
+  throw new RoarError(
+    "ERR_ROAR_UNSERIALIZABLE",
+    `\`${path}\` is ${describe(value)}, ${why}; a message may hold strings, numbers, booleans, null, ` +
+      "undefined, bigints, and arrays, plain objects, Maps, Sets, Dates and RegExps of them",
+  );
+}
+
+function check(value: unknown, path: string, seen: Set<object>, depth: number): void {
+  if (typeof value === "object" && value !== null) walk(value, path, seen, depth);
+  else if (typeof value === "function" || typeof value === "symbol") reject(path, value);
+}
+
+/** The exact walk: visits each object once (shared references and cycles included). */
+function walk(value: object, path: string, seen: Set<object>, depth = 0): void {
+  if (seen.has(value)) return;
+  if (depth >= MAX_DEPTH) reject(path, value, `nested deeper than ${MAX_DEPTH} levels`);
+  seen.add(value);
+  const next = depth + 1;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) check(value[i], `${path}[${i}]`, seen, next);
+    return;
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null) {
+    for (const key of Object.keys(value)) {
+      // superjson refuses the key (a prototype-pollution guard), so it could not be decoded.
+      if (key === "__proto__") reject(path, value, "an object with an own `__proto__` key, which cannot be sent");
+      check((value as Record<string, unknown>)[key], `${path}.${key}`, seen, next);
+    }
+  } else if (proto === Map.prototype) {
+    let i = 0;
+    for (const [key, entry] of value as Map<unknown, unknown>) {
+      check(key, `${path}<key ${i}>`, seen, next);
+      check(entry, `${path}<value ${i}>`, seen, next);
+      i++;
+    }
+  } else if (proto === Set.prototype) {
+    let i = 0;
+    for (const entry of value as Set<unknown>) check(entry, `${path}<entry ${i++}>`, seen, next);
+  } else if (proto !== Date.prototype && proto !== RegExp.prototype) {
+    reject(path, value);
+  }
+}
