@@ -26,8 +26,6 @@ export interface Beyond {
   forward(scope: Scope, topic: Topic, message: unknown): void;
   /** Resolves once all that was forwarded or changed so far has reached the host's root relay. */
   flush(): Promise<void>;
-  /** Takes in, synchronously, what other threads have already sent here. */
-  pump(): void;
 }
 
 interface TopicEntry {
@@ -114,6 +112,9 @@ export class Dispatcher {
    * that the order of leaving matches the order of publishing), then to local subscribers.
    */
   publish(topic: Topic, message: unknown): void {
+    // Interest that reached this thread must count before deciding where the message goes.
+    const pump = this.#dispatchers.pump;
+    if (pump !== undefined) pump();
     const entry = this.#topics.get(topic);
     if (entry === undefined) return;
     if (entry.remote) this.#dispatchers.beyond?.forward(this.scope, topic, message);
@@ -132,6 +133,11 @@ export class ThreadDispatchers {
   readonly #byScope = new Map<Scope, Dispatcher>();
   /** Set once this thread is joined to something beyond it. */
   beyond: Beyond | undefined;
+  /**
+   * Takes in, synchronously, what other threads have already sent here; set in worker
+   * threads, whose event loop may be held by synchronous work when they publish or read.
+   */
+  pump: (() => void) | undefined;
 
   /** The dispatcher of `scope`, made on first use; call {@link release} when done. */
   acquire(scope: Scope): Dispatcher {

@@ -24,8 +24,12 @@ export type RoarErrorCode =
   | "ERR_ROAR_ABORTED"
   /** A published message holds a value that cannot be sent to another thread or host. */
   | "ERR_ROAR_UNSERIALIZABLE"
-  /** The router, subscription or relay was used after it was closed. */
-  | "ERR_ROAR_CLOSED";
+  /** The router, subscription or relay was used after it was closed, or its link went down. */
+  | "ERR_ROAR_CLOSED"
+  /** A frame or payload from another process was not valid; it was dropped and counted. */
+  | "ERR_ROAR_MALFORMED"
+  /** roar cannot work where it was asked to (a tinypool `child_process` worker, say). */
+  | "ERR_ROAR_UNSUPPORTED";
 
 /** The longest scope or topic accepted, in UTF-16 code units. */
 export const MAX_NAME_LENGTH = 1024;

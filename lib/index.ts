@@ -5,7 +5,14 @@
  * @packageDocumentation
  */
 export { RoarError, MAX_NAME_LENGTH, type RoarErrorCode } from "./errors.js";
+import { ensureHost } from "./host.js";
+import { setRouterCreatedHook } from "./router.js";
+
+// A router joins its thread to the host: the router module itself knows nothing of links.
+setRouterCreatedHook(() => void ensureHost());
+
 export { createRouter, createRouter as new, Router } from "./router.js";
+export { Relay, startRelay, type RelayOptions, type RelayStats } from "./relay.js";
 export { Subscription } from "./subscription.js";
 export { subscribe, on, publish } from "./functional.js";
 export { MAX_DEPTH } from "./sendable.js";

@@ -1,0 +1,204 @@
+/**
+ * Joins this thread to its host: makes the thread's {@link Hub}, hands it to the dispatchers,
+ * and links it to its neighbours.
+ *
+ *  - A worker thread (made by the user, by tinypool, or nested in another thread) hands a
+ *    `MessagePort` to its process's main thread with `postMessageToThread(0, …)`. If the main
+ *    thread has no hub yet, that fails at once: the thread warns once, keeps its messages to
+ *    itself, and tries again with backoff until the main thread starts one.
+ *  - A process's main thread accepts those ports (`process.on("workerMessage")`), attaches to
+ *    every cluster worker, forked before or after it started, and, in a cluster worker or a
+ *    forked child, links to its parent over IPC.
+ */
+import cluster, { type Worker as ClusterWorker } from "node:cluster";
+import type { ChildProcess } from "node:child_process";
+import { isMainThread, MessageChannel, postMessageToThread, type MessagePort } from "node:worker_threads";
+import { threadDispatchers, type Beyond } from "./dispatcher.js";
+import { RoarError } from "./errors.js";
+import { Hub } from "./hub.js";
+import { DEFAULT_MAX_QUEUE } from "./links/link.js";
+import { IpcLink, isHelloMessage, sendIpc, type IpcChannel } from "./links/ipc-link.js";
+import { createPortCounters, PortLink } from "./links/port-link.js";
+import { PROTOCOL_VERSION } from "./wire/frames.js";
+import { debuglog } from "node:util";
+
+const debug = debuglog("roar");
+
+/** What a joining thread posts to the main thread. */
+interface JoinRequest {
+  cmd: "NODE_ROAR_JOIN";
+  v: number;
+  port: MessagePort;
+  counters: Int32Array;
+}
+
+function isJoinRequest(value: unknown): value is JoinRequest {
+  if (typeof value !== "object" || value === null) return false;
+  const request = value as Partial<JoinRequest>;
+  return request.cmd === "NODE_ROAR_JOIN" && typeof request.port === "object" && request.counters instanceof Int32Array;
+}
+
+/** The longest wait between two attempts to join the main thread, in milliseconds. */
+const MAX_JOIN_BACKOFF_MS = 2000;
+
+/** @internal This thread's hub, its links, and how to stop them. */
+export class ThreadHost {
+  readonly hub: Hub;
+  /** The bound of links made from now on; see RelayOptions.maxQueue. */
+  maxQueue: number;
+  readonly #cleanups: (() => void)[] = [];
+  #closed = false;
+
+  constructor(maxQueue: number) {
+    this.maxQueue = maxQueue;
+    this.hub = new Hub({ expectsUpstream: !isMainThread || cluster.isWorker });
+    const hub = this.hub;
+    const beyond: Beyond = {
+      interestChanged: (scope, topic) => hub.localInterestChanged(scope, topic),
+      forward: (scope, topic, message) => hub.forwardLocal(scope, topic, message),
+      flush: () => hub.flush(),
+    };
+    threadDispatchers.pump = undefined;
+    threadDispatchers.beyond = beyond;
+    if (isMainThread) this.#startMain();
+    else this.#joinMainThread(100);
+  }
+
+  /** Attaches a forked child process (or a cluster worker) to this process's hub. */
+  attach(child: ChildProcess): void {
+    this.hub.addLink(new IpcLink(child as IpcChannel, this.maxQueue));
+  }
+
+  /** Closes every link and stops listening for new ones. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const cleanup of this.#cleanups) cleanup();
+    this.hub.close();
+    if (threadDispatchers.beyond !== undefined) {
+      threadDispatchers.beyond = undefined;
+      threadDispatchers.pump = undefined;
+      threadDispatchers.clearRemoteInterest();
+    }
+  }
+
+  #startMain(): void {
+    const onWorkerMessage = (value: unknown): void => {
+      if (!isJoinRequest(value)) return;
+      this.hub.addLink(new PortLink(value.port, value.counters, "main", this.maxQueue));
+    };
+    process.on("workerMessage", onWorkerMessage);
+    this.#cleanups.push(() => process.off("workerMessage", onWorkerMessage));
+
+    if (cluster.isPrimary) {
+      const onFork = (worker: ClusterWorker): void => this.attach(worker.process);
+      for (const worker of Object.values(cluster.workers ?? {})) if (worker !== undefined && worker.isConnected()) onFork(worker);
+      cluster.on("fork", onFork);
+      this.#cleanups.push(() => cluster.off("fork", onFork));
+    }
+
+    if (process.send !== undefined) this.#linkToParent();
+  }
+
+  /**
+   * A cluster worker's parent is a cluster primary, whose relay starts with its first router;
+   * it is this hub's upstream from the start. A child made by `child_process.fork` links up
+   * only when its parent's relay says hello (after `relay.attach(child)`): its parent may not
+   * use roar at all, and flush must not wait for one that never answers.
+   */
+  #linkToParent(): void {
+    const channel = process as unknown as IpcChannel;
+    if (cluster.isWorker) {
+      this.hub.addLink(new IpcLink(channel, this.maxQueue), { upstream: true });
+      return;
+    }
+    if (isTinypoolChildProcess()) {
+      process.emitWarning(
+        "roar cannot reach the relay of the process that started this tinypool `child_process` worker: tinypool keeps the " +
+          "child's IPC channel to itself. Messages published here stay in this process. Use tinypool's default " +
+          "`runtime: 'worker_threads'` to share roar topics with a pool.",
+        { type: "RoarWarning", code: "ERR_ROAR_UNSUPPORTED" },
+      );
+      return;
+    }
+    const onHello = (message: unknown): void => {
+      if (!isHelloMessage(message)) return;
+      process.off("internalMessage", onHello);
+      const link = new IpcLink(channel, this.maxQueue);
+      this.hub.addLink(link, { upstream: true });
+      // The link started listening after this message was emitted: hand it on.
+      link.receive(message);
+    };
+    process.on("internalMessage", onHello);
+    this.#cleanups.push(() => process.off("internalMessage", onHello));
+    // Tell a parent that attached us before we listened that we are here.
+    sendIpc(channel, [["h", PROTOCOL_VERSION, this.hub.node, 0, []]]);
+  }
+
+  #joinMainThread(backoffMs: number): void {
+    const { port1, port2 } = new MessageChannel();
+    const counters = createPortCounters();
+    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters };
+    postMessageToThread(0, request, [port2]).then(
+      () => {
+        if (this.#closed) {
+          port1.close();
+          return;
+        }
+        const link = new PortLink(port1, counters, "thread", this.maxQueue);
+        threadDispatchers.pump = () => {
+          if (link.hasUnread) link.pump();
+        };
+        this.hub.addLink(link, { upstream: true });
+      },
+      (error: { code?: string }) => {
+        port1.close();
+        if (this.#closed) return;
+        if (!warnedNoMainRelay) {
+          warnedNoMainRelay = true;
+          process.emitWarning(
+            "this worker thread cannot join roar yet: its process's main thread has no relay. Messages published here " +
+              "stay in this thread, and flush() waits, until the main thread creates a router or calls roar.startRelay(); " +
+              "this thread keeps trying.",
+            { type: "RoarWarning", code: "ERR_ROAR_NO_RELAY" },
+          );
+        }
+        const timer = setTimeout(() => this.#joinMainThread(Math.min(backoffMs * 2, MAX_JOIN_BACKOFF_MS)), backoffMs);
+        timer.unref();
+        this.#cleanups.push(() => clearTimeout(timer));
+        debug("thread could not join the main thread (%s); trying again in %d ms", error.code, backoffMs);
+      },
+    );
+  }
+}
+
+let warnedNoMainRelay = false;
+
+function isTinypoolChildProcess(): boolean {
+  return (process as { __tinypool_state__?: { isChildProcess?: boolean } }).__tinypool_state__?.isChildProcess === true;
+}
+
+let host: ThreadHost | undefined;
+
+/** @internal This thread's host, started on first use. */
+export function ensureHost(maxQueue = DEFAULT_MAX_QUEUE): ThreadHost {
+  host ??= new ThreadHost(maxQueue);
+  return host;
+}
+
+/** @internal This thread's host, if started. */
+export function currentHost(): ThreadHost | undefined {
+  return host;
+}
+
+/** @internal Forgets the host after it closed. */
+export function forgetHost(closed: ThreadHost): void {
+  if (host === closed) host = undefined;
+}
+
+/** @internal Fails unless this is a process's main thread. */
+export function assertMainThread(operation: string): void {
+  if (!isMainThread) {
+    throw new RoarError("ERR_ROAR_UNSUPPORTED", `${operation} runs in a process's main thread; worker threads join it by themselves`);
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Link: one neighbour of a hub (a thread's port, a process's IPC channel), with an outbox
+ * that batches frames and bounds what waits for the neighbour.
+ *
+ * Batching: a frame sent when the link has been quiet for a while leaves at once, so a lone
+ * message pays no latency. Frames that follow it closely are gathered and leave together at
+ * the end of the current job (a microtask), when {@link MAX_BATCH} have gathered, or when the
+ * oldest has waited {@link MAX_HOLD_MS} — the last rule is what lets a thread that is busy in
+ * synchronous work, and so never reaches a microtask, still send promptly.
+ *
+ * Bound: at most `maxQueue` messages may be sent and not yet taken in by the neighbour; a
+ * message beyond that is dropped and counted. Control frames (hello, interest, flush, sync)
+ * are never dropped: they are few, and losing one would break the link's bookkeeping.
+ */
+import type { Frame } from "../wire/frames.js";
+
+/** The most frames one batch carries. */
+export const MAX_BATCH = 512;
+/** How long, in milliseconds, the oldest gathered frame may wait before its batch leaves. */
+export const MAX_HOLD_MS = 1;
+/** The default bound of a link, in messages sent but not yet taken in. */
+export const DEFAULT_MAX_QUEUE = 10_000;
+
+/** @internal What a link reports to its hub. */
+export interface LinkHandler {
+  /** Frames arrived (already checked by the link). */
+  onFrame(link: Link, frame: Frame): void;
+  /** The link is gone; called once. */
+  onClose(link: Link): void;
+}
+
+/** Counters of one link. */
+export interface LinkCounters {
+  /** Messages sent to the neighbour. */
+  sent: number;
+  /** Messages received from the neighbour. */
+  received: number;
+  /** Messages dropped because the neighbour had `maxQueue` messages not yet taken in. */
+  droppedQueueFull: number;
+  /** Frames from the neighbour that were malformed and dropped. */
+  droppedMalformed: number;
+}
+
+let nextLinkId = 1;
+
+/** @internal */
+export abstract class Link {
+  /** Unique within the process, for diagnostics. */
+  readonly id = nextLinkId++;
+  /** `thread`: a thread of this process (values travel by structured clone); `process`: another process (values travel encoded). */
+  abstract readonly kind: "thread" | "process";
+  /** Messages sent and not yet taken in, at most. */
+  readonly maxQueue: number;
+  readonly counters: LinkCounters = { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0 };
+  /** Set by the hub that owns the link. */
+  handler: LinkHandler | undefined;
+  /** Whether the neighbour said hello: until then it is not sent messages. */
+  greeted = false;
+  #outbox: Frame[] = [];
+  #messagesInOutbox = 0;
+  #scheduled = false;
+  #heldSince = 0;
+  #lastWrite = -Infinity;
+  #closed = false;
+
+  constructor(maxQueue: number) {
+    this.maxQueue = maxQueue;
+  }
+
+  /** `true` once the link is closed, by either side. */
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sends a control frame; never dropped while the link is open. */
+  sendControl(frame: Frame): void {
+    this.#enqueue(frame);
+  }
+
+  /** Sends a message frame, unless the neighbour is too far behind; returns whether it was queued. */
+  sendMessage(frame: Frame): boolean {
+    if (this.inFlight() + this.#messagesInOutbox >= this.maxQueue) {
+      this.counters.droppedQueueFull++;
+      return false;
+    }
+    this.#messagesInOutbox++;
+    this.counters.sent++;
+    this.#enqueue(frame);
+    return true;
+  }
+
+  /** Writes out what the outbox holds now. */
+  flushOutbox(): void {
+    if (this.#outbox.length === 0 || this.#closed) return;
+    const batch = this.#outbox;
+    this.#outbox = [];
+    this.#messagesInOutbox = 0;
+    this.#lastWrite = performance.now();
+    this.write(batch);
+  }
+
+  /** Closes the link from this side; the hub hears of it through `onClose`. */
+  close(): void {
+    if (this.#closed) return;
+    this.flushOutbox();
+    this.closed();
+  }
+
+  /** Subclasses call this once the link is gone, whichever side closed it. */
+  protected closed(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#outbox = [];
+    this.detach();
+    this.handler?.onClose(this);
+  }
+
+  /** Subclasses call this with each batch that arrives. */
+  protected receiveBatch(batch: unknown, isFrame: (value: unknown) => value is Frame): void {
+    if (!Array.isArray(batch)) {
+      this.counters.droppedMalformed++;
+      return;
+    }
+    const handler = this.handler;
+    for (const frame of batch) {
+      if (this.#closed) return;
+      if (!isFrame(frame)) {
+        this.counters.droppedMalformed++;
+        continue;
+      }
+      if (frame[0] === "m") this.counters.received++;
+      handler?.onFrame(this, frame);
+    }
+  }
+
+  /** Hands a batch to the channel. */
+  protected abstract write(batch: Frame[]): void;
+  /** Messages written to the channel and not yet taken in by the neighbour. */
+  protected abstract inFlight(): number;
+  /** Lets go of the channel: listeners off, nothing more sent. */
+  protected abstract detach(): void;
+
+  #enqueue(frame: Frame): void {
+    if (this.#closed) return;
+    const outbox = this.#outbox;
+    outbox.push(frame);
+    if (outbox.length === 1) {
+      const now = performance.now();
+      if (now - this.#lastWrite > MAX_HOLD_MS) {
+        // The link was quiet: this frame leaves now, and those that follow it closely gather.
+        this.flushOutbox();
+        return;
+      }
+      this.#heldSince = now;
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        queueMicrotask(() => {
+          this.#scheduled = false;
+          this.flushOutbox();
+        });
+      }
+    } else if (outbox.length >= MAX_BATCH || performance.now() - this.#heldSince > MAX_HOLD_MS) {
+      this.flushOutbox();
+    }
+  }
+}

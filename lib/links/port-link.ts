@@ -1,0 +1,89 @@
+/**
+ * PortLink: a link between two threads of one process over a `MessagePort`.
+ *
+ * Values travel by structured clone, which carries every sendable value unchanged. The two
+ * ends share four counters in a `SharedArrayBuffer`: frames sent and frames taken in, each
+ * way. They give the sender its bound (sent − taken ≤ maxQueue) without acknowledgement
+ * messages, and tell a thread that is busy in synchronous work — a tinypool task, or one
+ * waiting in `Atomics.wait` between tasks — that frames are waiting, so it can take them in
+ * with `receiveMessageOnPort` before it publishes or reads a subscription.
+ */
+import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
+import type { Frame } from "../wire/frames.js";
+import { isFrame } from "../wire/validate-frame.js";
+import { Link } from "./link.js";
+
+/** Which end of the shared counters this side is. */
+export type PortSide = "main" | "thread";
+
+/** Makes the shared counters of a new port link. */
+export function createPortCounters(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(4 * Int32Array.BYTES_PER_ELEMENT));
+}
+
+/** @internal */
+export class PortLink extends Link {
+  readonly kind = "thread";
+  readonly #port: MessagePort;
+  readonly #counters: Int32Array;
+  /** Index of the counter of frames this side sent; the next index counts what the other side took. */
+  readonly #out: number;
+  /** Index of the counter of frames the other side sent; the next index counts what this side took. */
+  readonly #in: number;
+  #taken = 0;
+  readonly #onMessage = (batch: unknown): void => this.#take(batch);
+  readonly #onClose = (): void => this.closed();
+
+  constructor(port: MessagePort, counters: Int32Array, side: PortSide, maxQueue: number) {
+    super(maxQueue);
+    this.#port = port;
+    this.#counters = counters;
+    this.#out = side === "main" ? 0 : 2;
+    this.#in = side === "main" ? 2 : 0;
+    port.on("message", this.#onMessage);
+    port.on("close", this.#onClose);
+    // A link never keeps its thread or process alive.
+    port.unref();
+  }
+
+  /** Whether the other side sent frames this side has not taken in yet. */
+  get hasUnread(): boolean {
+    return Atomics.load(this.#counters, this.#in) !== this.#taken;
+  }
+
+  /** Takes in, synchronously, every batch already sent here. */
+  pump(): void {
+    while (this.hasUnread && !this.isClosed) {
+      const received = receiveMessageOnPort(this.#port);
+      if (received === undefined) return;
+      this.#take(received.message);
+    }
+  }
+
+  protected write(batch: Frame[]): void {
+    try {
+      this.#port.postMessage(batch);
+    } catch {
+      // The other side is gone; its 'close' event follows and cleans up.
+      return;
+    }
+    Atomics.add(this.#counters, this.#out, batch.length);
+  }
+
+  protected inFlight(): number {
+    return (Atomics.load(this.#counters, this.#out) - Atomics.load(this.#counters, this.#out + 1)) | 0;
+  }
+
+  protected detach(): void {
+    this.#port.off("message", this.#onMessage);
+    this.#port.off("close", this.#onClose);
+    this.#port.close();
+  }
+
+  #take(batch: unknown): void {
+    const length = Array.isArray(batch) ? batch.length : 1;
+    this.#taken = (this.#taken + length) | 0;
+    Atomics.add(this.#counters, this.#in + 1, length);
+    this.receiveBatch(batch, isFrame);
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Relay: the public handle on a process's main-thread hub — the root of a host in a cluster
+ * primary or a lone process, an inner node in a cluster worker or attached child.
+ */
+import type { ChildProcess } from "node:child_process";
+import type { Worker as ClusterWorker } from "node:cluster";
+import { RoarError, describe } from "./errors.js";
+import { assertMainThread, ensureHost, forgetHost, type ThreadHost } from "./host.js";
+import { assertOptions } from "./validate.js";
+
+/** Options of {@link startRelay}. */
+export interface RelayOptions {
+  /**
+   * How many messages each link may have sent and not yet taken in by the far side before
+   * further messages to it are dropped (and counted in `dropped.queueFull`): the bound that
+   * keeps a stalled worker from growing this process's memory. An integer ≥ 1.
+   * @defaultValue 10000
+   */
+  maxQueue?: number;
+}
+
+/** Counters of a relay, from {@link Relay.stats}. */
+export interface RelayStats {
+  /** Worker threads of this process linked now. */
+  threads: number;
+  /** Other processes (cluster workers, attached children, the parent) linked now. */
+  processes: number;
+  /** Messages sent over links. */
+  sent: number;
+  /** Messages received over links. */
+  received: number;
+  /** Messages or frames lost, by reason. */
+  dropped: {
+    /** Not sent because the far side had `maxQueue` messages not yet taken in. */
+    queueFull: number;
+    /** Frames from another process that were not well-formed. */
+    malformed: number;
+    /** Payloads from another process that could not be decoded. */
+    undecodable: number;
+  };
+}
+
+const relays = new WeakMap<ThreadHost, Relay>();
+
+/**
+ * The relay of this process: links its worker threads, cluster workers and attached children
+ * so that a publish reaches every subscriber of its scope on the host.
+ */
+export class Relay implements AsyncDisposable {
+  readonly #host: ThreadHost;
+  #closed = false;
+
+  /** @internal Use {@link startRelay}. */
+  constructor(host: ThreadHost) {
+    this.#host = host;
+  }
+
+  /** `true` once {@link Relay.close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Links a child process made with `child_process.fork` (or a cluster worker made before
+   * the relay existed elsewhere) to this relay. The child joins once roar runs in it.
+   *
+   * @throws {@link RoarError} `ERR_ROAR_INVALID_OPTION` when `child` has no IPC channel,
+   * `ERR_ROAR_CLOSED` after {@link Relay.close}.
+   *
+   * @example
+   * ```ts
+   * const child = fork("./child.js");
+   * relay.attach(child);
+   * ```
+   */
+  attach(child: ChildProcess | ClusterWorker): void {
+    if (this.#closed) throw new RoarError("ERR_ROAR_CLOSED", "cannot attach: the relay is closed");
+    const process = "process" in child && typeof child.isConnected === "function" ? child.process : (child as ChildProcess);
+    if (typeof process?.send !== "function") {
+      throw new RoarError(
+        "ERR_ROAR_INVALID_OPTION",
+        `\`child\` must be a ChildProcess with an IPC channel (from child_process.fork) or a cluster worker, got ${describe(child)}`,
+      );
+    }
+    this.#host.attach(process);
+  }
+
+  /** Counters of this relay's links: how many, messages sent and received, dropped by reason. */
+  stats(): RelayStats {
+    const hub = this.#host.hub;
+    const counters = hub.counters();
+    return {
+      threads: hub.linkCount("thread"),
+      processes: hub.linkCount("process"),
+      sent: counters.sent,
+      received: counters.received,
+      dropped: {
+        queueFull: counters.droppedQueueFull,
+        malformed: counters.droppedMalformed,
+        undecodable: counters.droppedUndecodable,
+      },
+    };
+  }
+
+  /**
+   * Unlinks every thread and process; routers of this process then reach only their own
+   * thread. A later router or {@link startRelay} starts a new relay. Calling it again does
+   * nothing.
+   */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#host.close();
+      forgetHost(this.#host);
+    }
+    return Promise.resolve();
+  }
+
+  /** Closes the relay (`await using relay = await startRelay()`). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Starts this process's relay, or returns the one already running. In a cluster primary the
+ * relay also starts by itself with the first router; call this in a primary that never makes
+ * a router, or to set options.
+ *
+ * @throws {@link RoarError} `ERR_ROAR_UNSUPPORTED` in a worker thread (threads join their main
+ * thread's relay by themselves), `ERR_ROAR_INVALID_OPTION` for bad options.
+ *
+ * @example
+ * ```ts
+ * // in the cluster primary
+ * const relay = await roar.startRelay();
+ * for (let i = 0; i < 4; i++) cluster.fork();
+ * ```
+ */
+export function startRelay(options: RelayOptions = {}): Promise<Relay> {
+  assertMainThread("startRelay()");
+  assertOptions(options, "options", ["maxQueue"]);
+  const { maxQueue } = options as RelayOptions;
+  if (maxQueue !== undefined && !(Number.isSafeInteger(maxQueue) && maxQueue >= 1)) {
+    throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.maxQueue\` must be an integer ≥ 1, got ${describe(maxQueue)}`);
+  }
+  const host = ensureHost();
+  if (maxQueue !== undefined) host.maxQueue = maxQueue;
+  let relay = relays.get(host);
+  if (relay === undefined) relays.set(host, (relay = new Relay(host)));
+  return Promise.resolve(relay);
+}

@@ -1,0 +1,36 @@
+/**
+ * Frames: what hubs say to each other over a link, as small tagged arrays.
+ *
+ * Every link carries batches (arrays) of frames. The first element of a frame is its kind:
+ *
+ * | frame                                   | meaning                                                  |
+ * | --------------------------------------- | -------------------------------------------------------- |
+ * | `["h", v, node, reply, interest]`       | hello: protocol version, node id, whether it answers a hello, and the full (scope, topic) interest of the sender towards this link |
+ * | `["i", scope, topic, on]`               | the sender's interest in (scope, topic) began (1) or ended (0) |
+ * | `["m", scope, topic, payload]`          | a message; the payload is the value itself on thread links, its superjson encoding on process links |
+ * | `["f", id]` / `["F", id]`               | flush: sent towards the root; answered once the root has run a sync |
+ * | `["s", id]` / `["S", id]`               | sync: sent away from the root; answered once everything before it was taken in |
+ *
+ * A hello with a version this side does not know is still accepted: new fields are added at
+ * the end of a frame, and old readers ignore what they do not know (pg's `discover` rule).
+ */
+import type { Scope, Topic } from "../types.js";
+
+/** The protocol version this build speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** A (scope, topic) pair. */
+export type InterestKey = readonly [Scope, Topic];
+
+/** hello: see the module docs. */
+export type HelloFrame = readonly ["h", number, string, 0 | 1, readonly InterestKey[]];
+/** A change of interest. */
+export type InterestFrame = readonly ["i", Scope, Topic, 0 | 1];
+/** A published message. */
+export type MessageFrame = readonly ["m", Scope, Topic, unknown];
+/** A flush request (`f`) or its answer (`F`). */
+export type FlushFrame = readonly ["f" | "F", number];
+/** A sync request (`s`) or its answer (`S`). */
+export type SyncFrame = readonly ["s" | "S", number];
+/** Any frame. */
+export type Frame = HelloFrame | InterestFrame | MessageFrame | FlushFrame | SyncFrame;

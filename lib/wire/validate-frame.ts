@@ -1,0 +1,53 @@
+/**
+ * Checks frames that arrive from another process: their shape is untrusted until proven.
+ * Nothing here allocates for a good frame, and nothing a frame holds is merged into an object,
+ * so no input can reach a prototype.
+ */
+import { MAX_NAME_LENGTH } from "../errors.js";
+import type { Frame } from "./frames.js";
+
+function isName(value: unknown): value is string {
+  return typeof value === "string" && value.length !== 0 && value.length <= MAX_NAME_LENGTH;
+}
+
+function isId(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+function isInterestList(value: unknown): boolean {
+  if (!Array.isArray(value)) return false;
+  for (const key of value) {
+    if (!Array.isArray(key) || key.length < 2 || !isName(key[0]) || !isName(key[1])) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether `value` is a well-formed frame. Frames may carry extra trailing fields from newer
+ * versions; they are ignored.
+ */
+export function isFrame(value: unknown): value is Frame {
+  if (!Array.isArray(value)) return false;
+  switch (value[0]) {
+    case "m":
+      return value.length >= 4 && isName(value[1]) && isName(value[2]);
+    case "i":
+      return value.length >= 4 && isName(value[1]) && isName(value[2]) && (value[3] === 0 || value[3] === 1);
+    case "f":
+    case "F":
+    case "s":
+    case "S":
+      return value.length >= 2 && isId(value[1]);
+    case "h":
+      return (
+        value.length >= 5 &&
+        isId(value[1]) &&
+        typeof value[2] === "string" &&
+        value[2].length <= 256 &&
+        (value[3] === 0 || value[3] === 1) &&
+        isInterestList(value[4])
+      );
+    default:
+      return false;
+  }
+}
