@@ -1,5 +1,7 @@
 /** `npm run bench`: every benchmark, each table with its raw baseline measured in the same run. */
+import { benchCross } from "./cross.js";
 import { benchLocal } from "./local.js";
 
 console.log(`roar benchmarks — Node ${process.version}, ${process.platform}/${process.arch}`);
 benchLocal();
+await benchCross();

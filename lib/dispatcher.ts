@@ -115,9 +115,13 @@ export class Dispatcher {
     // Interest that reached this thread must count before deciding where the message goes.
     const pump = this.#dispatchers.pump;
     if (pump !== undefined) pump();
+    const dispatchers = this.#dispatchers;
     const entry = this.#topics.get(topic);
-    if (entry === undefined) return;
-    if (entry.remote) this.#dispatchers.beyond?.forward(this.scope, topic, message);
+    if (entry === undefined) {
+      if (dispatchers.forwardAll) dispatchers.beyond?.forward(this.scope, topic, message);
+      return;
+    }
+    if (entry.remote || dispatchers.forwardAll) dispatchers.beyond?.forward(this.scope, topic, message);
     if (entry.subscribers.length !== 0) deliver(entry.subscribers, message);
   }
 
@@ -138,6 +142,11 @@ export class ThreadDispatchers {
    * threads, whose event loop may be held by synchronous work when they publish or read.
    */
   pump: (() => void) | undefined;
+  /**
+   * Set while this thread is joining a hub above it and does not yet know what lies beyond:
+   * every message is then handed beyond, and the hubs above, which do know, route it.
+   */
+  forwardAll = false;
 
   /** The dispatcher of `scope`, made on first use; call {@link release} when done. */
   acquire(scope: Scope): Dispatcher {

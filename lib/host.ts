@@ -38,6 +38,9 @@ function isJoinRequest(value: unknown): value is JoinRequest {
   return request.cmd === "NODE_ROAR_JOIN" && typeof request.port === "object" && request.counters instanceof Int32Array;
 }
 
+/** How long a forked child waits for its parent's relay to answer its hello, in milliseconds. */
+const PARENT_ANSWER_MS = 250;
+
 /** The longest wait between two attempts to join the main thread, in milliseconds. */
 const MAX_JOIN_BACKOFF_MS = 2000;
 
@@ -51,7 +54,7 @@ export class ThreadHost {
 
   constructor(maxQueue: number) {
     this.maxQueue = maxQueue;
-    this.hub = new Hub({ expectsUpstream: !isMainThread || cluster.isWorker });
+    this.hub = new Hub({ expectsUpstream: !isMainThread || process.send !== undefined, maxEarly: maxQueue });
     const hub = this.hub;
     const beyond: Beyond = {
       interestChanged: (scope, topic) => hub.localInterestChanged(scope, topic),
@@ -104,7 +107,7 @@ export class ThreadHost {
    * A cluster worker's parent is a cluster primary, whose relay starts with its first router;
    * it is this hub's upstream from the start. A child made by `child_process.fork` links up
    * only when its parent's relay says hello (after `relay.attach(child)`): its parent may not
-   * use roar at all, and flush must not wait for one that never answers.
+   * use roar at all, and flush must not wait long for one that never answers.
    */
   #linkToParent(): void {
     const channel = process as unknown as IpcChannel;
@@ -113,6 +116,7 @@ export class ThreadHost {
       return;
     }
     if (isTinypoolChildProcess()) {
+      this.hub.stopExpectingUpstream();
       process.emitWarning(
         "roar cannot reach the relay of the process that started this tinypool `child_process` worker: tinypool keeps the " +
           "child's IPC channel to itself. Messages published here stay in this process. Use tinypool's default " +
@@ -131,44 +135,46 @@ export class ThreadHost {
     };
     process.on("internalMessage", onHello);
     this.#cleanups.push(() => process.off("internalMessage", onHello));
-    // Tell a parent that attached us before we listened that we are here.
+    // Tell a parent that attached us before we listened that we are here. A parent whose
+    // relay attached us answers within a round trip; one that does not run roar never does,
+    // and this hub then stops waiting and is a root (it still links up if a hello comes later).
     sendIpc(channel, [["h", PROTOCOL_VERSION, this.hub.node, 0, []]]);
+    const timer = setTimeout(() => this.hub.stopExpectingUpstream(), PARENT_ANSWER_MS);
+    timer.unref();
+    this.#cleanups.push(() => clearTimeout(timer));
   }
 
+  /**
+   * The link is made at once, before the main thread has the port: frames sent on it wait in
+   * the port and are read when the main thread starts listening, so a thread that publishes
+   * straight after making its router (a synchronous tinypool task) loses nothing. If the main
+   * thread has no relay, nothing beyond this thread can be subscribed, so nothing sent is lost
+   * when the link is closed and tried again later.
+   */
   #joinMainThread(backoffMs: number): void {
     const { port1, port2 } = new MessageChannel();
     const counters = createPortCounters();
+    const link = new PortLink(port1, counters, "thread", this.maxQueue);
+    threadDispatchers.pump = () => link.pump();
+    this.hub.addLink(link, { upstream: true });
     const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters };
-    postMessageToThread(0, request, [port2]).then(
-      () => {
-        if (this.#closed) {
-          port1.close();
-          return;
-        }
-        const link = new PortLink(port1, counters, "thread", this.maxQueue);
-        threadDispatchers.pump = () => {
-          if (link.hasUnread) link.pump();
-        };
-        this.hub.addLink(link, { upstream: true });
-      },
-      (error: { code?: string }) => {
-        port1.close();
-        if (this.#closed) return;
-        if (!warnedNoMainRelay) {
-          warnedNoMainRelay = true;
-          process.emitWarning(
-            "this worker thread cannot join roar yet: its process's main thread has no relay. Messages published here " +
-              "stay in this thread, and flush() waits, until the main thread creates a router or calls roar.startRelay(); " +
-              "this thread keeps trying.",
-            { type: "RoarWarning", code: "ERR_ROAR_NO_RELAY" },
-          );
-        }
-        const timer = setTimeout(() => this.#joinMainThread(Math.min(backoffMs * 2, MAX_JOIN_BACKOFF_MS)), backoffMs);
-        timer.unref();
-        this.#cleanups.push(() => clearTimeout(timer));
-        debug("thread could not join the main thread (%s); trying again in %d ms", error.code, backoffMs);
-      },
-    );
+    postMessageToThread(0, request, [port2]).catch((error: { code?: string }) => {
+      link.close();
+      if (this.#closed) return;
+      if (!warnedNoMainRelay) {
+        warnedNoMainRelay = true;
+        process.emitWarning(
+          "this worker thread cannot join roar yet: its process's main thread has no relay. Messages published here " +
+            "stay in this thread, and flush() waits, until the main thread creates a router or calls roar.startRelay(); " +
+            "this thread keeps trying.",
+          { type: "RoarWarning", code: "ERR_ROAR_NO_RELAY" },
+        );
+      }
+      const timer = setTimeout(() => this.#joinMainThread(Math.min(backoffMs * 2, MAX_JOIN_BACKOFF_MS)), backoffMs);
+      timer.unref();
+      this.#cleanups.push(() => clearTimeout(timer));
+      debug("thread could not join the main thread (%s); trying again in %d ms", error.code, backoffMs);
+    });
   }
 }
 

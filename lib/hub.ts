@@ -66,14 +66,33 @@ export class Hub implements LinkHandler {
   #waitingForUpstream: PendingFlush[] = [];
   readonly #syncs = new Map<number, { waiting: Set<Link>; done(): void }>();
   readonly #closedCounters: HubCounters = { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0, droppedUndecodable: 0 };
-  /** Whether this hub will get an upstream link (a worker thread that is joining). */
-  readonly #expectsUpstream: boolean;
+  /** Whether this hub has, or is about to get, a link towards the root. */
+  #expectsUpstream: boolean;
+  /** Messages published here while joining, before any upstream link existed; bounded. */
+  #early: Envelope[] = [];
+  readonly #maxEarly: number;
   #closed = false;
   #flushesUnderWay = 0;
   #keepAlive: NodeJS.Timeout | undefined;
 
-  constructor({ expectsUpstream }: { expectsUpstream: boolean }) {
+  constructor({ expectsUpstream, maxEarly }: { expectsUpstream: boolean; maxEarly: number }) {
     this.#expectsUpstream = expectsUpstream;
+    this.#maxEarly = maxEarly;
+    threadDispatchers.forwardAll = expectsUpstream;
+  }
+
+  /**
+   * Gives up waiting for an upstream link (a forked child whose parent never said hello):
+   * this hub is a root after all. What waited for the upstream is settled here.
+   */
+  stopExpectingUpstream(): void {
+    if (!this.#expectsUpstream || this.#upstream !== undefined) return;
+    this.#expectsUpstream = false;
+    threadDispatchers.forwardAll = false;
+    this.#early = [];
+    const waiting = this.#waitingForUpstream;
+    this.#waitingForUpstream = [];
+    for (const flush of waiting) this.#runSync(flush.resolve);
   }
 
   /** The link towards the root, if any. */
@@ -108,6 +127,11 @@ export class Hub implements LinkHandler {
     if (upstream) this.#upstream = link;
     this.#sayHello(link, 0);
     if (upstream) {
+      this.#expectsUpstream = true;
+      threadDispatchers.forwardAll = true;
+      const early = this.#early;
+      this.#early = [];
+      for (const envelope of early) this.#send(link, envelope);
       const waiting = this.#waitingForUpstream;
       this.#waitingForUpstream = [];
       for (const flush of waiting) this.#sendFlush(flush);
@@ -119,6 +143,7 @@ export class Hub implements LinkHandler {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    threadDispatchers.forwardAll = false;
     for (const link of [...this.#links]) link.close();
     const error = new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed");
     for (const flush of this.#waitingForUpstream) flush.reject(error);
@@ -141,6 +166,19 @@ export class Hub implements LinkHandler {
   /** Sends a message published in this thread to the links that want it. */
   forwardLocal(scope: Scope, topic: Topic, value: unknown): void {
     const holders = this.#holders.get(scope)?.get(topic);
+    if (threadDispatchers.forwardAll) {
+      // Joining: the hubs above know who wants what, so everything goes up to them.
+      const envelope = Envelope.ofValue(scope, topic, value);
+      const upstream = this.#upstream;
+      if (upstream === undefined) {
+        if (this.#early.length < this.#maxEarly) this.#early.push(envelope);
+        else this.#closedCounters.droppedQueueFull++;
+      } else if (holders === undefined || !holders.includes(upstream)) {
+        this.#send(upstream, envelope);
+      }
+      if (holders !== undefined) this.#route(envelope, holders, undefined);
+      return;
+    }
     if (holders === undefined) return;
     this.#route(Envelope.ofValue(scope, topic, value), holders, undefined);
   }
@@ -202,8 +240,14 @@ export class Hub implements LinkHandler {
     for (const [id] of this.#syncs) this.#syncAnswered(id, link);
     if (link === this.#upstream) {
       this.#upstream = undefined;
-      const error = new RoarError("ERR_ROAR_CLOSED", "the link to the parent relay closed before the flush completed");
-      for (const flush of this.#flushes.values()) flush.reject(error);
+      // A thread that failed to join tries again with a new link: its flushes wait for that.
+      if (!this.#closed) {
+        threadDispatchers.forwardAll = this.#expectsUpstream;
+        this.#waitingForUpstream.push(...this.#flushes.values());
+      } else {
+        const error = new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed");
+        for (const flush of this.#flushes.values()) flush.reject(error);
+      }
       this.#flushes.clear();
     }
     debug("[%s] link %d (%s) closed", this.node, link.id, link.kind);
@@ -226,15 +270,7 @@ export class Hub implements LinkHandler {
   #route(envelope: Envelope, holders: readonly Link[] | undefined, from: Link | undefined): void {
     if (holders !== undefined) {
       for (const link of holders) {
-        if (link === from) continue;
-        try {
-          link.sendMessage(["m", envelope.scope, envelope.topic, link.kind === "thread" ? envelope.value : envelope.encoded]);
-        } catch (error) {
-          // Only decoding can throw here: a payload from another process that is not valid.
-          this.#closedCounters.droppedUndecodable++;
-          debug("[%s] undecodable payload dropped: %o", this.node, error);
-          return;
-        }
+        if (link !== from && !this.#send(link, envelope)) return;
       }
     }
     if (from === undefined) return;
@@ -251,8 +287,23 @@ export class Hub implements LinkHandler {
     dispatcher.deliverLocal(envelope.topic, value);
   }
 
+  /** Sends `envelope` on `link` in the link's form; `false` when its payload cannot be decoded. */
+  #send(link: Link, envelope: Envelope): boolean {
+    try {
+      link.sendMessage(["m", envelope.scope, envelope.topic, link.kind === "thread" ? envelope.value : envelope.encoded]);
+      return true;
+    } catch (error) {
+      // Only decoding can throw here: a payload from another process that is not valid.
+      this.#closedCounters.droppedUndecodable++;
+      debug("[%s] undecodable payload dropped: %o", this.node, error);
+      return false;
+    }
+  }
+
   #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[]): void {
     link.greeted = true;
+    // The upstream hub's hello says exactly what lies beyond it: no need to send it everything.
+    if (link === this.#upstream) threadDispatchers.forwardAll = false;
     // The hello carries the far side's whole interest: it replaces what we knew.
     const wanted = new Map<Scope, Set<Topic>>();
     for (const [scope, topic] of interest) {
@@ -340,7 +391,9 @@ export class Hub implements LinkHandler {
   /** Sends a sync down every process link but the upstream one; `done` runs when all answered. */
   #runSync(done: () => void): void {
     const waiting = new Set<Link>();
-    for (const link of this.#links) if (link.kind === "process" && link !== this.#upstream) waiting.add(link);
+    // A process that has not said hello has no roar state to sync (it may never load roar);
+    // when it does say hello, the answer carries everything, this sync's interest included.
+    for (const link of this.#links) if (link.kind === "process" && link.greeted && link !== this.#upstream) waiting.add(link);
     if (waiting.size === 0) {
       queueMicrotask(done);
       return;

@@ -14,7 +14,7 @@ export interface RelayOptions {
    * How many messages each link may have sent and not yet taken in by the far side before
    * further messages to it are dropped (and counted in `dropped.queueFull`): the bound that
    * keeps a stalled worker from growing this process's memory. An integer ≥ 1.
-   * @defaultValue 10000
+   * @defaultValue 65536
    */
   maxQueue?: number;
 }

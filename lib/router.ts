@@ -86,7 +86,7 @@ export class Router implements Disposable {
     this.#assertOpen("subscribe");
     assertTopic(topic);
     assertOptions(options, "options", ["capacity"]);
-    const capacity = options.capacity ?? this.capacity;
+    const capacity = options.capacity === undefined ? this.capacity : options.capacity;
     assertCapacity(capacity, "options.capacity");
     const subscription = new Subscription<T>(this.#owner, topic, capacity);
     this.#attach(topic, subscription);
@@ -205,19 +205,28 @@ export class Router implements Disposable {
         error = new AggregateError([error, onErrorFailure], "a handler failed, and so did `onError`");
       }
     }
-    // emitWarning drops its options when given an Error, so the handler's error rides as `cause`.
-    const warning = new Error(
-      `a handler of topic ${describe(info.topic)} in scope ${describe(info.scope)} failed: ${
-        error instanceof Error ? error.message : describe(error)
-      } (pass \`onError\` to createRouter to handle it)`,
-      { cause: error },
-    );
-    warning.name = "RoarHandlerWarning";
-    Object.assign(warning, { code: "ERR_ROAR_HANDLER" });
+    // This must never throw: it runs inside a delivery. The error may be anything — an object
+    // whose `message` getter throws, a revoked Proxy — so each step that reads it is guarded.
+    let what: string;
     try {
+      what = error instanceof Error ? String(error.message) : describe(error);
+    } catch {
+      what = "(an error that cannot be described)";
+    }
+    const text = `a handler of topic ${describe(info.topic)} in scope ${describe(info.scope)} failed: ${what} (pass \`onError\` to createRouter to handle it)`;
+    // emitWarning ignores its options when given an Error, so the handler's error rides as
+    // `cause`. It refuses an Error from another realm (a vm context, jest), so fall back to text.
+    try {
+      const warning = new Error(text, { cause: error });
+      warning.name = "RoarHandlerWarning";
+      Object.assign(warning, { code: "ERR_ROAR_HANDLER" });
       process.emitWarning(warning);
     } catch {
-      // Only a replaced process.emitWarning can throw; delivery must go on regardless.
+      try {
+        process.emitWarning(text, { type: "RoarHandlerWarning", code: "ERR_ROAR_HANDLER" });
+      } catch {
+        // Only a replaced process.emitWarning gets here; delivery must go on regardless.
+      }
     }
   }
 

@@ -4,7 +4,8 @@
  *
  * That is: strings, numbers (NaN, ±Infinity and -0 included), booleans, `null`, `undefined`,
  * bigints, and arrays, plain objects, `Map`s, `Set`s, `Date`s and `RegExp`s made of them,
- * cycles and shared references included. Anything else (functions, symbols, class instances,
+ * cycles and shared references included (an object may not have its own `__proto__`,
+ * `constructor` or `prototype` key, nor symbol keys, and a Date must be valid). Anything else (functions, symbols, class instances,
  * errors, buffers, promises) would arrive changed or not at all, so `publish` refuses it with
  * `ERR_ROAR_UNSERIALIZABLE` wherever the subscribers are: a message that works in one thread
  * works across hosts.
@@ -51,11 +52,17 @@ function quick(value: object, depth: number): boolean {
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto === Object.prototype || proto === null) {
     for (const key in value) {
-      if (key === "__proto__" || !quickValue((value as Record<string, unknown>)[key], depth + 1)) return false;
+      if (isGuardedKey(key) || !quickValue((value as Record<string, unknown>)[key], depth + 1)) return false;
     }
-    return true;
+    return Object.getOwnPropertySymbols(value).length === 0;
   }
-  return proto === Date.prototype || proto === RegExp.prototype;
+  if (proto === Date.prototype) return !Number.isNaN((value as Date).getTime());
+  return proto === RegExp.prototype;
+}
+
+/** Keys superjson refuses to decode (its prototype-pollution guard), so a message cannot hold them. */
+function isGuardedKey(key: string): boolean {
+  return key === "__proto__" || key === "constructor" || key === "prototype";
 }
 
 function reject(path: string, value: unknown, why = "which cannot be sent"): never {
@@ -84,10 +91,13 @@ function walk(value: object, path: string, seen: Set<object>, depth = 0): void {
   const proto: unknown = Object.getPrototypeOf(value);
   if (proto === Object.prototype || proto === null) {
     for (const key of Object.keys(value)) {
-      // superjson refuses the key (a prototype-pollution guard), so it could not be decoded.
-      if (key === "__proto__") reject(path, value, "an object with an own `__proto__` key, which cannot be sent");
+      if (isGuardedKey(key)) {
+        reject(path, value, `an object with an own \`${key}\` key, which superjson refuses as a prototype-pollution risk`);
+      }
       check((value as Record<string, unknown>)[key], `${path}.${key}`, seen, next);
     }
+    const symbol = Object.getOwnPropertySymbols(value)[0];
+    if (symbol !== undefined) reject(`${path}[${symbol.toString()}]`, value, "a property keyed by a symbol, which is not sent");
   } else if (proto === Map.prototype) {
     let i = 0;
     for (const [key, entry] of value as Map<unknown, unknown>) {
@@ -98,7 +108,9 @@ function walk(value: object, path: string, seen: Set<object>, depth = 0): void {
   } else if (proto === Set.prototype) {
     let i = 0;
     for (const entry of value as Set<unknown>) check(entry, `${path}<entry ${i++}>`, seen, next);
-  } else if (proto !== Date.prototype && proto !== RegExp.prototype) {
+  } else if (proto === Date.prototype) {
+    if (Number.isNaN((value as Date).getTime())) reject(path, value, "an invalid Date, which arrives as null");
+  } else if (proto !== RegExp.prototype) {
     reject(path, value);
   }
 }

@@ -2,11 +2,12 @@
  * Link: one neighbour of a hub (a thread's port, a process's IPC channel), with an outbox
  * that batches frames and bounds what waits for the neighbour.
  *
- * Batching: a frame sent when the link has been quiet for a while leaves at once, so a lone
- * message pays no latency. Frames that follow it closely are gathered and leave together at
- * the end of the current job (a microtask), when {@link MAX_BATCH} have gathered, or when the
- * oldest has waited {@link MAX_HOLD_MS} — the last rule is what lets a thread that is busy in
- * synchronous work, and so never reaches a microtask, still send promptly.
+ * Batching: a frame leaves at once when the neighbour has taken in everything sent before it,
+ * so a lone message pays no latency. While the neighbour is behind, frames gather and leave
+ * together as soon as it has caught up, at the end of the current job (a microtask), when
+ * {@link MAX_BATCH} have gathered, or when the oldest has waited {@link MAX_HOLD_MS} — the
+ * rules that let a thread busy in synchronous work, which never reaches a microtask, still
+ * send promptly each time it publishes.
  *
  * Bound: at most `maxQueue` messages may be sent and not yet taken in by the neighbour; a
  * message beyond that is dropped and counted. Control frames (hello, interest, flush, sync)
@@ -18,8 +19,12 @@ import type { Frame } from "../wire/frames.js";
 export const MAX_BATCH = 512;
 /** How long, in milliseconds, the oldest gathered frame may wait before its batch leaves. */
 export const MAX_HOLD_MS = 1;
-/** The default bound of a link, in messages sent but not yet taken in. */
-export const DEFAULT_MAX_QUEUE = 10_000;
+/**
+ * The default bound of a link, in messages sent but not yet taken in: NATS's default limit of
+ * pending messages for a slow consumer, large enough to ride out bursts, small enough that a
+ * stalled neighbour costs megabytes, not gigabytes.
+ */
+export const DEFAULT_MAX_QUEUE = 65_536;
 
 /** @internal What a link reports to its hub. */
 export interface LinkHandler {
@@ -60,7 +65,6 @@ export abstract class Link {
   #messagesInOutbox = 0;
   #scheduled = false;
   #heldSince = 0;
-  #lastWrite = -Infinity;
   #closed = false;
 
   constructor(maxQueue: number) {
@@ -95,8 +99,12 @@ export abstract class Link {
     const batch = this.#outbox;
     this.#outbox = [];
     this.#messagesInOutbox = 0;
-    this.#lastWrite = performance.now();
     this.write(batch);
+  }
+
+  /** Writes out what the outbox holds if the neighbour has taken in everything sent before. */
+  flushIfCaughtUp(): void {
+    if (this.#outbox.length !== 0 && this.inFlight() === 0) this.flushOutbox();
   }
 
   /** Closes the link from this side; the hub hears of it through `onClose`. */
@@ -145,13 +153,12 @@ export abstract class Link {
     const outbox = this.#outbox;
     outbox.push(frame);
     if (outbox.length === 1) {
-      const now = performance.now();
-      if (now - this.#lastWrite > MAX_HOLD_MS) {
-        // The link was quiet: this frame leaves now, and those that follow it closely gather.
+      if (this.inFlight() === 0) {
+        // The neighbour has taken in all we sent: this frame leaves now, with no latency.
         this.flushOutbox();
         return;
       }
-      this.#heldSince = now;
+      this.#heldSince = performance.now();
       if (!this.#scheduled) {
         this.#scheduled = true;
         queueMicrotask(() => {
@@ -159,7 +166,7 @@ export abstract class Link {
           this.flushOutbox();
         });
       }
-    } else if (outbox.length >= MAX_BATCH || performance.now() - this.#heldSince > MAX_HOLD_MS) {
+    } else if (outbox.length >= MAX_BATCH || this.inFlight() === 0 || performance.now() - this.#heldSince > MAX_HOLD_MS) {
       this.flushOutbox();
     }
   }

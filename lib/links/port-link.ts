@@ -51,8 +51,13 @@ export class PortLink extends Link {
     return Atomics.load(this.#counters, this.#in) !== this.#taken;
   }
 
-  /** Takes in, synchronously, every batch already sent here. */
+  /**
+   * Takes in, synchronously, every batch already sent here, and sends what gathered in the
+   * outbox if the other side has caught up: a thread that loops on `receive()` without ever
+   * yielding still gets its own publishes out.
+   */
   pump(): void {
+    this.flushIfCaughtUp();
     while (this.hasUnread && !this.isClosed) {
       const received = receiveMessageOnPort(this.#port);
       if (received === undefined) return;

@@ -2,37 +2,47 @@
  * The payload codec: the only module that imports superjson.
  *
  * A payload is encoded once, where it first has to cross a process boundary, and carried as
- * is by every relay after that; it is decoded only where it is delivered.
+ * is — a string — by every relay after that; it is decoded only where it is delivered.
+ * Carrying a string rather than superjson's `{ json, meta }` object means the decoder parses
+ * it in its own realm: superjson does not recognise objects made by another realm's `Object`
+ * (as IPC messages are, seen from a `vm` context such as jest's), and would skip their types.
  */
 import superjson from "superjson";
 import { RoarError } from "../errors.js";
 
-/** A superjson-encoded payload, as it travels in frames (plain JSON data). */
-export interface EncodedPayload {
-  json: unknown;
-  meta?: unknown;
-}
+/** A superjson-encoded payload, as it travels in frames. */
+export type EncodedPayload = string;
 
 /** Encodes a sendable value (see `sendable.ts`) for a process link. */
 export function encodePayload(value: unknown): EncodedPayload {
-  return superjson.serialize(value) as EncodedPayload;
+  return superjson.stringify(value);
 }
 
 /** Whether `value` has the shape of an encoded payload. */
 export function isEncodedPayload(value: unknown): value is EncodedPayload {
-  if (typeof value !== "object" || value === null || Array.isArray(value) || !Object.hasOwn(value, "json")) return false;
-  const meta = (value as { meta?: unknown }).meta;
-  return meta === undefined || (typeof meta === "object" && meta !== null && !Array.isArray(meta));
+  return typeof value === "string";
 }
 
 /**
  * Decodes a payload that came from another process.
  * @throws {@link RoarError} `ERR_ROAR_MALFORMED` when it is not a valid encoding.
  */
-export function decodePayload(payload: unknown): unknown {
-  if (!isEncodedPayload(payload)) throw new RoarError("ERR_ROAR_MALFORMED", "a payload is not a superjson encoding");
+export function decodePayload(payload: EncodedPayload): unknown {
+  let parsed: unknown;
   try {
-    return superjson.deserialize(payload as Parameters<typeof superjson.deserialize>[0]);
+    parsed = JSON.parse(payload);
+  } catch (cause) {
+    throw new RoarError("ERR_ROAR_MALFORMED", "a payload is not JSON", { cause });
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed) || !Object.hasOwn(parsed, "json")) {
+    throw new RoarError("ERR_ROAR_MALFORMED", "a payload is not a superjson encoding: it has no `json` field");
+  }
+  const meta: unknown = (parsed as { meta?: unknown }).meta;
+  if (meta !== undefined && (typeof meta !== "object" || meta === null || Array.isArray(meta))) {
+    throw new RoarError("ERR_ROAR_MALFORMED", "a payload's superjson `meta` is not an object");
+  }
+  try {
+    return superjson.deserialize(parsed as Parameters<typeof superjson.deserialize>[0]);
   } catch (cause) {
     throw new RoarError("ERR_ROAR_MALFORMED", "a payload could not be decoded", { cause });
   }

@@ -38,7 +38,7 @@ export class Envelope {
    * @throws {@link RoarError} `ERR_ROAR_MALFORMED` when the payload cannot be decoded.
    */
   get value(): unknown {
-    if (this.#value === NONE) this.#value = decodePayload(this.#encoded);
+    if (this.#value === NONE) this.#value = decodePayload(this.#encoded as EncodedPayload);
     return this.#value;
   }
 

@@ -1,0 +1,180 @@
+/**
+ * Across threads and processes: roar beside the raw channel it rides on, measured in the same
+ * run — one `postMessage` per message between threads, one `process.send` per message relayed
+ * by the cluster primary between cluster workers.
+ */
+import cluster, { type Worker as ClusterWorker } from "node:cluster";
+import { once } from "node:events";
+import { MessageChannel, Worker } from "node:worker_threads";
+import * as roar from "roar";
+import { median, printTable, type Result } from "./harness.js";
+import type { PeerCommand, PeerReply } from "./peer.js";
+
+const PEER = new URL("./peer.js", import.meta.url);
+
+/** A peer seen from the main side, whatever it runs in. */
+class Peer {
+  readonly #post: (message: unknown, transfer?: readonly MessagePort[]) => void;
+  readonly #waiting = new Map<PeerReply["reply"], ((reply: PeerReply) => void)[]>();
+  readonly #early = new Map<PeerReply["reply"], PeerReply[]>();
+  readonly stop: () => Promise<unknown>;
+  readonly handle: Worker | ClusterWorker;
+
+  constructor(handle: Worker | ClusterWorker) {
+    this.handle = handle;
+    if (handle instanceof Worker) {
+      this.#post = (message, transfer) => handle.postMessage(message, transfer as never);
+      this.stop = () => handle.terminate();
+    } else {
+      this.#post = (message) => handle.send(message as never);
+      this.stop = async () => {
+        handle.kill();
+        await once(handle, "exit");
+      };
+    }
+    handle.on("message", (message: PeerReply & { raw?: unknown }) => {
+      if ("raw" in message) return;
+      const waiter = this.#waiting.get(message.reply)?.shift();
+      if (waiter) waiter(message);
+      else this.#early.set(message.reply, [...(this.#early.get(message.reply) ?? []), message]);
+    });
+  }
+
+  /** The next reply of `kind`. */
+  next(kind: PeerReply["reply"]): Promise<PeerReply> {
+    const early = this.#early.get(kind)?.shift();
+    if (early) return Promise.resolve(early);
+    return new Promise((resolve) => this.#waiting.set(kind, [...(this.#waiting.get(kind) ?? []), resolve]));
+  }
+
+  /** Sends a command and waits for its `ok` (or, for pings, its `done`). */
+  async run(command: PeerCommand): Promise<PeerReply> {
+    this.#post(command);
+    return this.next(command.cmd === "ping" || command.cmd === "raw-ping" ? "done" : "ok");
+  }
+
+  /** Gives the peer its end of a raw port. */
+  async givePort(port: MessagePort): Promise<void> {
+    this.#post({ port }, [port]);
+    await this.next("ok");
+  }
+}
+
+type MessagePort = import("node:worker_threads").MessagePort;
+
+async function threadPeers(count: number): Promise<Peer[]> {
+  return Array.from({ length: count }, () => new Peer(new Worker(PEER)));
+}
+
+async function clusterPeers(count: number): Promise<Peer[]> {
+  cluster.setupPrimary({ exec: PEER.pathname });
+  const peers = Array.from({ length: count }, () => new Peer(cluster.fork()));
+  // The raw baseline between cluster workers: the primary relays each message with one send.
+  for (const [i, peer] of peers.entries()) {
+    const other = peers[(i + 1) % peers.length] as Peer;
+    peer.handle.on("message", (message: { raw?: unknown }) => {
+      if ("raw" in message) (other.handle as ClusterWorker).send(message);
+    });
+  }
+  await Promise.all(peers.map((peer) => once(peer.handle, "online")));
+  return peers;
+}
+
+let scopeCounter = 0;
+
+/** Throughput from `from` to `to`, through roar, in messages per second (median of rounds). */
+async function roarThroughput(from: Peer, to: Peer, count: number, rounds = 5): Promise<number> {
+  const rates: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const scope = `bench-${++scopeCounter}`;
+    await to.run({ cmd: "subscribe", scope, topic: "t", expect: count });
+    await from.run({ cmd: "publish", scope, topic: "other", count: 0 }); // joins and flushes first
+    const done = to.next("done");
+    const started = process.hrtime.bigint();
+    await from.run({ cmd: "publish", scope, topic: "t", count });
+    await done;
+    rates.push((count * 1e9) / Number(process.hrtime.bigint() - started));
+  }
+  return median(rates);
+}
+
+/** Throughput from `from` to `to` over the raw channel. */
+async function rawThroughput(from: Peer, to: Peer, count: number, rounds = 5): Promise<number> {
+  const rates: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    await to.run({ cmd: "raw-receive", expect: count });
+    const done = to.next("done");
+    const started = process.hrtime.bigint();
+    await from.run({ cmd: "raw-send", count });
+    await done;
+    rates.push((count * 1e9) / Number(process.hrtime.bigint() - started));
+  }
+  return median(rates);
+}
+
+/** Median round trip in microseconds. */
+async function roarRoundTrip(from: Peer, to: Peer, count: number): Promise<number> {
+  const scope = `bench-${++scopeCounter}`;
+  await to.run({ cmd: "echo", scope, from: "ping", to: "pong" });
+  const { rtts = [] } = await from.run({ cmd: "ping", scope, from: "pong", to: "ping", count });
+  return median(rtts.slice(count / 10)) / 1000;
+}
+
+async function rawRoundTrip(from: Peer, to: Peer, count: number): Promise<number> {
+  await to.run({ cmd: "raw-echo" });
+  const { rtts = [] } = await from.run({ cmd: "raw-ping", count });
+  return median(rtts.slice(count / 10)) / 1000;
+}
+
+function latencyTable(title: string, raw: number, viaRoar: number, target: string): void {
+  console.log(`\n${title}`);
+  console.log(`raw p50 ${raw.toFixed(1)} µs   roar p50 ${viaRoar.toFixed(1)} µs   ratio ${(viaRoar / raw).toFixed(2)}× raw   target ${target}`);
+}
+
+const rate = (name: string, value: number): Result => ({ name, rate: value });
+
+/** Runs the cross-thread and cross-process cases and prints their tables. */
+export async function benchCross(): Promise<void> {
+  const relay = await roar.startRelay();
+  const COUNT = 100_000;
+
+  // Threads: A → B.
+  {
+    const [a, b] = (await threadPeers(2)) as [Peer, Peer];
+    const { port1, port2 } = new MessageChannel();
+    await a.givePort(port1);
+    await b.givePort(port2);
+    const raw = rate("raw postMessage, one per message", await rawThroughput(a, b, COUNT));
+    const viaRoar = rate("roar thread → main → thread", await roarThroughput(a, b, COUNT));
+    printTable("Thread → thread throughput, small messages", [{ result: raw }, { result: viaRoar, baseline: raw, target: "≥ 2×" }]);
+    latencyTable("Thread ↔ thread round trip", await rawRoundTrip(a, b, 2000), await roarRoundTrip(a, b, 2000), "≤ 1.3×");
+    await Promise.all([a.stop(), b.stop()]);
+  }
+
+  // Cluster workers: W1 → primary → W2.
+  {
+    const [a, b] = (await clusterPeers(2)) as [Peer, Peer];
+    const raw = rate("raw process.send, relayed by the primary", await rawThroughput(a, b, COUNT / 2));
+    const viaRoar = rate("roar worker → primary → worker", await roarThroughput(a, b, COUNT / 2));
+    printTable("Cluster worker → cluster worker throughput, small messages", [
+      { result: raw },
+      { result: viaRoar, baseline: raw, target: "≥ 2×" },
+    ]);
+    latencyTable("Cluster worker ↔ cluster worker round trip", await rawRoundTrip(a, b, 1000), await roarRoundTrip(a, b, 1000), "≤ 1.3×");
+    await Promise.all([a.stop(), b.stop()]);
+  }
+
+  // Interest: one interested thread out of eight against one out of one.
+  {
+    const [publisher, ...receivers] = (await threadPeers(9)) as [Peer, ...Peer[]];
+    const interested = receivers[0] as Peer;
+    const oneOfOne = rate("1 interested thread of 1", await roarThroughput(publisher, interested, COUNT));
+    // The seven others join the scope and subscribe, but to another topic.
+    const scopeOfOthers = `bench-${scopeCounter + 1}`;
+    await Promise.all(receivers.slice(1).map((peer) => peer.run({ cmd: "subscribe", scope: scopeOfOthers, topic: "elsewhere", expect: 1 })));
+    const oneOfEight = rate("1 interested thread of 8", await roarThroughput(publisher, interested, COUNT, 1));
+    printTable("Publish cost with interest routing", [{ result: oneOfOne }, { result: oneOfEight, baseline: oneOfOne, target: "≥ 0.9×" }]);
+    await Promise.all([publisher, ...receivers].map((peer) => peer.stop()));
+  }
+  await relay.close();
+}

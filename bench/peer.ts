@@ -1,0 +1,127 @@
+/**
+ * A benchmark peer: runs in a worker thread or a cluster worker and obeys commands from the
+ * benchmark's main side. Each command names the channel it measures: roar, or the raw one.
+ */
+import { parentPort, type MessagePort } from "node:worker_threads";
+import * as roar from "roar";
+
+/** Commands a peer obeys; each is answered with `{ reply: "ok", ... }`. */
+export type PeerCommand =
+  | { cmd: "subscribe"; scope: string; topic: string; expect: number }
+  | { cmd: "publish"; scope: string; topic: string; count: number }
+  | { cmd: "echo"; scope: string; from: string; to: string }
+  | { cmd: "ping"; scope: string; from: string; to: string; count: number }
+  | { cmd: "raw-receive"; expect: number }
+  | { cmd: "raw-send"; count: number }
+  | { cmd: "raw-echo" }
+  | { cmd: "raw-ping"; count: number };
+
+/** What a peer answers. */
+export interface PeerReply {
+  reply: "ok" | "done";
+  /** Round-trip times in nanoseconds, from `ping` commands. */
+  rtts?: number[];
+}
+
+/** Senders pause every CHUNK messages: roar's publisher to flush, the raw one to yield. */
+const CHUNK = 1000;
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const message = (i: number): { i: number; text: string } => ({ i, text: "hello, world" });
+
+const channel = parentPort ?? process;
+const send = (reply: PeerReply): void => {
+  if (parentPort) parentPort.postMessage(reply);
+  else process.send?.(reply);
+};
+/** The raw channel: a MessagePort to the other peer (threads), or process IPC relayed by the primary. */
+let rawPort: MessagePort | undefined;
+const rawSend = (value: unknown): void => {
+  if (rawPort) rawPort.postMessage(value);
+  else process.send?.({ raw: value });
+};
+let onRaw: (value: unknown) => void = () => undefined;
+const routers = new Map<string, roar.Router>();
+const router = (scope: string): roar.Router => {
+  let r = routers.get(scope);
+  if (r === undefined) routers.set(scope, (r = roar.createRouter({ scope, capacity: 1 << 20 })));
+  return r;
+};
+
+function ping(count: number, sendPing: (i: number) => void, arm: (onPong: () => void) => void): void {
+  const rtts: number[] = [];
+  let started = process.hrtime.bigint();
+  arm(() => {
+    const now = process.hrtime.bigint();
+    rtts.push(Number(now - started));
+    if (rtts.length === count) return send({ reply: "done", rtts });
+    started = process.hrtime.bigint();
+    sendPing(rtts.length);
+  });
+  sendPing(0);
+}
+
+async function obey(command: PeerCommand): Promise<void> {
+  switch (command.cmd) {
+    case "subscribe": {
+      let received = 0;
+      router(command.scope).on(command.topic, () => {
+        if (++received === command.expect) send({ reply: "done" });
+      });
+      await router(command.scope).flush();
+      return send({ reply: "ok" });
+    }
+    case "publish": {
+      const r = router(command.scope);
+      await r.flush();
+      for (let i = 0; i < command.count; i++) {
+        r.publish(command.topic, message(i));
+        // flush() paces the publisher: at most CHUNK messages wait for the relay, so a
+        // publisher faster than its relay does not run into the link's bound and drop.
+        if (i % CHUNK === CHUNK - 1) await r.flush();
+      }
+      return send({ reply: "ok" });
+    }
+    case "echo": {
+      const r = router(command.scope);
+      r.on(command.from, (m) => r.publish(command.to, m));
+      await r.flush();
+      return send({ reply: "ok" });
+    }
+    case "ping": {
+      const r = router(command.scope);
+      ping(command.count, (i) => r.publish(command.to, message(i)), (onPong) => r.on(command.from, onPong));
+      return r.flush();
+    }
+    case "raw-receive": {
+      let received = 0;
+      onRaw = () => {
+        if (++received === command.expect) send({ reply: "done" });
+      };
+      return send({ reply: "ok" });
+    }
+    case "raw-send":
+      for (let i = 0; i < command.count; i++) {
+        rawSend(message(i));
+        if (i % CHUNK === CHUNK - 1) await yieldToEventLoop();
+      }
+      return send({ reply: "ok" });
+    case "raw-echo":
+      onRaw = (m) => rawSend(m);
+      return send({ reply: "ok" });
+    case "raw-ping":
+      return ping(command.count, (i) => rawSend(message(i)), (onPong) => (onRaw = onPong));
+  }
+}
+
+channel.on("message", (data: unknown) => {
+  const value = data as { port?: MessagePort; raw?: unknown; cmd?: string };
+  if (value.port !== undefined) {
+    rawPort = value.port;
+    rawPort.on("message", (m) => onRaw(m));
+    send({ reply: "ok" });
+  } else if ("raw" in value) {
+    onRaw(value.raw);
+  } else {
+    void obey(value as PeerCommand);
+  }
+});
