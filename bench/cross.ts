@@ -63,7 +63,9 @@ class Peer {
 type MessagePort = import("node:worker_threads").MessagePort;
 
 async function threadPeers(count: number): Promise<Peer[]> {
-  return Array.from({ length: count }, () => new Peer(new Worker(PEER)));
+  const peers = Array.from({ length: count }, () => new Peer(new Worker(PEER)));
+  await Promise.all(peers.map((peer) => peer.next("ready")));
+  return peers;
 }
 
 async function clusterPeers(count: number): Promise<Peer[]> {
@@ -76,7 +78,7 @@ async function clusterPeers(count: number): Promise<Peer[]> {
       if ("raw" in message) (other.handle as ClusterWorker).send(message);
     });
   }
-  await Promise.all(peers.map((peer) => once(peer.handle, "online")));
+  await Promise.all(peers.map((peer) => peer.next("ready")));
   return peers;
 }
 

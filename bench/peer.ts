@@ -18,7 +18,7 @@ export type PeerCommand =
 
 /** What a peer answers. */
 export interface PeerReply {
-  reply: "ok" | "done";
+  reply: "ready" | "ok" | "done";
   /** Round-trip times in nanoseconds, from `ping` commands. */
   rtts?: number[];
 }
@@ -125,3 +125,5 @@ channel.on("message", (data: unknown) => {
     void obey(value as PeerCommand);
   }
 });
+// A cluster worker's IPC messages sent before this listener existed are lost: say when it does.
+send({ reply: "ready" });

@@ -5,7 +5,8 @@
  * That is: strings, numbers (NaN, ±Infinity and -0 included), booleans, `null`, `undefined`,
  * bigints, and arrays, plain objects, `Map`s, `Set`s, `Date`s and `RegExp`s made of them,
  * cycles and shared references included (an object may not have its own `__proto__`,
- * `constructor` or `prototype` key, nor symbol keys, and a Date must be valid). Anything else (functions, symbols, class instances,
+ * `constructor` or `prototype` key, and a Date must be valid). Properties keyed by symbols are
+ * not part of a message: like JSON, both encodings leave them out. Anything else (functions, symbols, class instances,
  * errors, buffers, promises) would arrive changed or not at all, so `publish` refuses it with
  * `ERR_ROAR_UNSERIALIZABLE` wherever the subscribers are: a message that works in one thread
  * works across hosts.
@@ -54,7 +55,7 @@ function quick(value: object, depth: number): boolean {
     for (const key in value) {
       if (isGuardedKey(key) || !quickValue((value as Record<string, unknown>)[key], depth + 1)) return false;
     }
-    return Object.getOwnPropertySymbols(value).length === 0;
+    return true;
   }
   if (proto === Date.prototype) return !Number.isNaN((value as Date).getTime());
   return proto === RegExp.prototype;
@@ -96,8 +97,6 @@ function walk(value: object, path: string, seen: Set<object>, depth = 0): void {
       }
       check((value as Record<string, unknown>)[key], `${path}.${key}`, seen, next);
     }
-    const symbol = Object.getOwnPropertySymbols(value)[0];
-    if (symbol !== undefined) reject(`${path}[${symbol.toString()}]`, value, "a property keyed by a symbol, which is not sent");
   } else if (proto === Map.prototype) {
     let i = 0;
     for (const [key, entry] of value as Map<unknown, unknown>) {

@@ -84,9 +84,8 @@ export class IpcLink extends Link {
     this.#onMessage(message);
   }
 
-  protected write(batch: Frame[]): void {
-    const count = batch.length;
-    if (sendIpc(this.#channel, batch, () => (this.#inFlight -= count))) this.#inFlight += count;
+  protected write(batch: Frame[], frames: number): void {
+    if (sendIpc(this.#channel, batch, () => (this.#inFlight -= frames))) this.#inFlight += frames;
   }
 
   protected inFlight(): number {

@@ -13,7 +13,7 @@
  * message beyond that is dropped and counted. Control frames (hello, interest, flush, sync)
  * are never dropped: they are few, and losing one would break the link's bookkeeping.
  */
-import type { Frame } from "../wire/frames.js";
+import { foldMessages, type Frame } from "../wire/frames.js";
 
 /** The most frames one batch carries. */
 export const MAX_BATCH = 512;
@@ -99,7 +99,7 @@ export abstract class Link {
     const batch = this.#outbox;
     this.#outbox = [];
     this.#messagesInOutbox = 0;
-    this.write(batch);
+    this.write(foldMessages(batch), batch.length);
   }
 
   /** Writes out what the outbox holds if the neighbour has taken in everything sent before. */
@@ -134,15 +134,18 @@ export abstract class Link {
       if (this.#closed) return;
       if (!isFrame(frame)) {
         this.counters.droppedMalformed++;
-        continue;
+      } else if (frame[0] === "M") {
+        this.counters.received += frame[3].length;
+        for (const payload of frame[3]) if (!this.#closed) handler?.onFrame(this, ["m", frame[1], frame[2], payload]);
+      } else {
+        if (frame[0] === "m") this.counters.received++;
+        handler?.onFrame(this, frame);
       }
-      if (frame[0] === "m") this.counters.received++;
-      handler?.onFrame(this, frame);
     }
   }
 
-  /** Hands a batch to the channel. */
-  protected abstract write(batch: Frame[]): void;
+  /** Hands a batch to the channel; `frames` is how many frames it holds before folding. */
+  protected abstract write(batch: Frame[], frames: number): void;
   /** Messages written to the channel and not yet taken in by the neighbour. */
   protected abstract inFlight(): number;
   /** Lets go of the channel: listeners off, nothing more sent. */

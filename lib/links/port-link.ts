@@ -16,6 +16,14 @@ import { Link } from "./link.js";
 /** Which end of the shared counters this side is. */
 export type PortSide = "main" | "thread";
 
+/** How many frames a batch held before folding: what its sender counted as written. */
+function countFrames(batch: unknown): number {
+  if (!Array.isArray(batch)) return 1;
+  let frames = 0;
+  for (const frame of batch) frames += Array.isArray(frame) && frame[0] === "M" && Array.isArray(frame[3]) ? frame[3].length : 1;
+  return frames;
+}
+
 /** Makes the shared counters of a new port link. */
 export function createPortCounters(): Int32Array {
   return new Int32Array(new SharedArrayBuffer(4 * Int32Array.BYTES_PER_ELEMENT));
@@ -31,6 +39,7 @@ export class PortLink extends Link {
   /** Index of the counter of frames the other side sent; the next index counts what this side took. */
   readonly #in: number;
   #taken = 0;
+  #taking = false;
   readonly #onMessage = (batch: unknown): void => this.#take(batch);
   readonly #onClose = (): void => this.closed();
 
@@ -58,6 +67,9 @@ export class PortLink extends Link {
    */
   pump(): void {
     this.flushIfCaughtUp();
+    // A handler that publishes while a batch is being handled must not take in the next batch
+    // ahead of the rest of this one: that would break the order of messages.
+    if (this.#taking) return;
     while (this.hasUnread && !this.isClosed) {
       const received = receiveMessageOnPort(this.#port);
       if (received === undefined) return;
@@ -65,14 +77,14 @@ export class PortLink extends Link {
     }
   }
 
-  protected write(batch: Frame[]): void {
+  protected write(batch: Frame[], frames: number): void {
     try {
       this.#port.postMessage(batch);
     } catch {
       // The other side is gone; its 'close' event follows and cleans up.
       return;
     }
-    Atomics.add(this.#counters, this.#out, batch.length);
+    Atomics.add(this.#counters, this.#out, frames);
   }
 
   protected inFlight(): number {
@@ -86,9 +98,15 @@ export class PortLink extends Link {
   }
 
   #take(batch: unknown): void {
-    const length = Array.isArray(batch) ? batch.length : 1;
-    this.#taken = (this.#taken + length) | 0;
-    Atomics.add(this.#counters, this.#in + 1, length);
-    this.receiveBatch(batch, isFrame);
+    // Counted as taken before it is handled: the sender may send again as soon as it sees room.
+    const frames = countFrames(batch);
+    this.#taken = (this.#taken + frames) | 0;
+    Atomics.add(this.#counters, this.#in + 1, frames);
+    this.#taking = true;
+    try {
+      this.receiveBatch(batch, isFrame);
+    } finally {
+      this.#taking = false;
+    }
   }
 }

@@ -8,6 +8,7 @@
  * | `["h", v, node, reply, interest]`       | hello: protocol version, node id, whether it answers a hello, and the full (scope, topic) interest of the sender towards this link |
  * | `["i", scope, topic, on]`               | the sender's interest in (scope, topic) began (1) or ended (0) |
  * | `["m", scope, topic, payload]`          | a message; the payload is the value itself on thread links, its superjson encoding on process links |
+ * | `["M", scope, topic, payloads]`         | several messages in a row on one (scope, topic), as a batch carries them: the names are sent once |
  * | `["f", id]` / `["F", id]`               | flush: sent towards the root; answered once the root has run a sync |
  * | `["s", id]` / `["S", id]`               | sync: sent away from the root; answered once everything before it was taken in |
  *
@@ -28,9 +29,35 @@ export type HelloFrame = readonly ["h", number, string, 0 | 1, readonly Interest
 export type InterestFrame = readonly ["i", Scope, Topic, 0 | 1];
 /** A published message. */
 export type MessageFrame = readonly ["m", Scope, Topic, unknown];
+/** Consecutive messages on one (scope, topic). */
+export type MessagesFrame = readonly ["M", Scope, Topic, readonly unknown[]];
 /** A flush request (`f`) or its answer (`F`). */
 export type FlushFrame = readonly ["f" | "F", number];
 /** A sync request (`s`) or its answer (`S`). */
 export type SyncFrame = readonly ["s" | "S", number];
 /** Any frame. */
-export type Frame = HelloFrame | InterestFrame | MessageFrame | FlushFrame | SyncFrame;
+export type Frame = HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame;
+
+/**
+ * Folds runs of message frames on the same (scope, topic) into one `M` frame, so a batch
+ * carries (and clones or encodes) each name once per run rather than once per message.
+ */
+export function foldMessages(batch: readonly Frame[]): Frame[] {
+  const folded: Frame[] = [];
+  for (let i = 0; i < batch.length; i++) {
+    const frame = batch[i] as Frame;
+    const next = batch[i + 1];
+    if (frame[0] !== "m" || next === undefined || next[0] !== "m" || next[1] !== frame[1] || next[2] !== frame[2]) {
+      folded.push(frame);
+      continue;
+    }
+    const payloads: unknown[] = [frame[3]];
+    let j = i + 1;
+    for (let run = batch[j]; run !== undefined && run[0] === "m" && run[1] === frame[1] && run[2] === frame[2]; run = batch[++j]) {
+      payloads.push(run[3]);
+    }
+    folded.push(["M", frame[1], frame[2], payloads]);
+    i = j - 1;
+  }
+  return folded;
+}

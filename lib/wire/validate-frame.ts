@@ -31,6 +31,8 @@ export function isFrame(value: unknown): value is Frame {
   switch (value[0]) {
     case "m":
       return value.length >= 4 && isName(value[1]) && isName(value[2]);
+    case "M":
+      return value.length >= 4 && isName(value[1]) && isName(value[2]) && Array.isArray(value[3]) && value[3].length !== 0;
     case "i":
       return value.length >= 4 && isName(value[1]) && isName(value[2]) && (value[3] === 0 || value[3] === 1);
     case "f":
