@@ -23,8 +23,10 @@ export interface PeerReply {
   rtts?: number[];
 }
 
-/** Senders pause every CHUNK messages: roar's publisher to flush, the raw one to yield. */
+/** The raw sender yields to the event loop every CHUNK messages, as a streaming program does. */
 const CHUNK = 1000;
+/** roar's publisher flushes every PACE messages. */
+const PACE = 8192;
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const message = (i: number): { i: number; text: string } => ({ i, text: "hello, world" });
 
@@ -40,6 +42,7 @@ const rawSend = (value: unknown): void => {
   else process.send?.({ raw: value });
 };
 let onRaw: (value: unknown) => void = () => undefined;
+let echoOff: (() => void) | undefined;
 const routers = new Map<string, roar.Router>();
 const router = (scope: string): roar.Router => {
   let r = routers.get(scope);
@@ -47,13 +50,16 @@ const router = (scope: string): roar.Router => {
   return r;
 };
 
-function ping(count: number, sendPing: (i: number) => void, arm: (onPong: () => void) => void): void {
+function ping(count: number, sendPing: (i: number) => void, arm: (onPong: () => void) => void, disarm = (): void => undefined): void {
   const rtts: number[] = [];
   let started = process.hrtime.bigint();
   arm(() => {
     const now = process.hrtime.bigint();
     rtts.push(Number(now - started));
-    if (rtts.length === count) return send({ reply: "done", rtts });
+    if (rtts.length === count) {
+      disarm();
+      return send({ reply: "done", rtts });
+    }
     started = process.hrtime.bigint();
     sendPing(rtts.length);
   });
@@ -73,24 +79,36 @@ async function obey(command: PeerCommand): Promise<void> {
     case "publish": {
       const r = router(command.scope);
       await r.flush();
+      // flush() paces the publisher: it waits for the flush made one PACE of messages earlier,
+      // so at most two PACEs wait for the relay — well under a link's bound, so a publisher
+      // faster than its relay does not run into it and drop — and the pipe never runs dry.
+      let previous = Promise.resolve();
       for (let i = 0; i < command.count; i++) {
         r.publish(command.topic, message(i));
-        // flush() paces the publisher: at most CHUNK messages wait for the relay, so a
-        // publisher faster than its relay does not run into the link's bound and drop.
-        if (i % CHUNK === CHUNK - 1) await r.flush();
+        if (i % PACE === PACE - 1) {
+          await previous;
+          previous = r.flush();
+        }
       }
       return send({ reply: "ok" });
     }
     case "echo": {
       const r = router(command.scope);
-      r.on(command.from, (m) => r.publish(command.to, m));
+      echoOff?.();
+      echoOff = r.on(command.from, (m) => r.publish(command.to, m));
       await r.flush();
       return send({ reply: "ok" });
     }
     case "ping": {
       const r = router(command.scope);
-      ping(command.count, (i) => r.publish(command.to, message(i)), (onPong) => r.on(command.from, onPong));
-      return r.flush();
+      let off: (() => void) | undefined;
+      await r.flush();
+      return ping(
+        command.count,
+        (i) => r.publish(command.to, message(i)),
+        (onPong) => (off = r.on(command.from, onPong)),
+        () => off?.(),
+      );
     }
     case "raw-receive": {
       let received = 0;

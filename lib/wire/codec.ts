@@ -13,9 +13,40 @@ import { RoarError } from "../errors.js";
 /** A superjson-encoded payload, as it travels in frames. */
 export type EncodedPayload = string;
 
-/** Encodes a sendable value (see `sendable.ts`) for a process link. */
+/**
+ * Encodes a sendable value (see `sendable.ts`) for a process link.
+ *
+ * Most messages are flat JSON — a string, or an object or array of strings, finite numbers,
+ * booleans and nulls — for which superjson adds no `meta` and whose walk is pure overhead:
+ * those are written in superjson's format by `JSON.stringify` directly. Anything else (nested
+ * objects, whose shared references superjson keeps, or any type JSON lacks) goes to superjson.
+ */
 export function encodePayload(value: unknown): EncodedPayload {
-  return superjson.stringify(value);
+  return isFlatJson(value) ? `{"json":${JSON.stringify(value)}}` : superjson.stringify(value);
+}
+
+function isJsonPrimitive(value: unknown): boolean {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(value) && !Object.is(value, -0);
+    default:
+      return value === null;
+  }
+}
+
+function isFlatJson(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return isJsonPrimitive(value);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!isJsonPrimitive(value[i])) return false;
+    return true;
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const key in value) if (!isJsonPrimitive((value as Record<string, unknown>)[key])) return false;
+  return true;
 }
 
 /** Whether `value` has the shape of an encoded payload. */
@@ -38,7 +69,9 @@ export function decodePayload(payload: EncodedPayload): unknown {
     throw new RoarError("ERR_ROAR_MALFORMED", "a payload is not a superjson encoding: it has no `json` field");
   }
   const meta: unknown = (parsed as { meta?: unknown }).meta;
-  if (meta !== undefined && (typeof meta !== "object" || meta === null || Array.isArray(meta))) {
+  // Without meta, superjson would only copy what JSON.parse just made in this realm.
+  if (meta === undefined) return (parsed as { json: unknown }).json;
+  if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
     throw new RoarError("ERR_ROAR_MALFORMED", "a payload's superjson `meta` is not an object");
   }
   try {
