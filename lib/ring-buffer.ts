@@ -34,12 +34,15 @@ export class RingBuffer<T> {
       } else {
         // Full at capacity: overwrite the oldest slot and move the head past it.
         items[this.#head] = item;
-        this.#head = (this.#head + 1) % items.length;
+        if (++this.#head === items.length) this.#head = 0;
         return true;
       }
     }
     const storage = this.#items;
-    storage[(this.#head + this.#size) % storage.length] = item;
+    // A compare instead of `%`: this runs once per buffered message.
+    let slot = this.#head + this.#size;
+    if (slot >= storage.length) slot -= storage.length;
+    storage[slot] = item;
     this.#size++;
     return false;
   }
@@ -50,7 +53,7 @@ export class RingBuffer<T> {
     const items = this.#items;
     const item = items[this.#head];
     items[this.#head] = undefined;
-    this.#head = (this.#head + 1) % items.length;
+    if (++this.#head === items.length) this.#head = 0;
     this.#size--;
     return item;
   }

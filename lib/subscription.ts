@@ -97,9 +97,8 @@ export class Subscription<T = unknown> implements Subscriber, AsyncIterable<T>, 
   /** @internal Called by the dispatcher, once per message. */
   deliver(message: unknown): void {
     this.#owner.countDelivered();
-    const waiter = this.#waiters.shift();
-    if (waiter !== undefined) {
-      waiter.resolve(message as T);
+    if (this.#waiters.length !== 0) {
+      (this.#waiters.shift() as Waiter<T>).resolve(message as T);
     } else if (this.#buffer.push(message as T)) {
       this.#dropped++;
       this.#owner.countOverflow();
