@@ -1,10 +1,9 @@
 import { afterEach, describe, expect, it, jest } from "@jest/globals";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { RoarError, type RoarErrorCode } from "../lib/errors.js";
+import { RoarError } from "../lib/errors.js";
 import { Router, createRouter } from "../lib/router.js";
 import type { HandlerErrorInfo, RouterOptions } from "../lib/types.js";
+import { roarError, runProgram } from "./helpers.js";
 
 const routers: Router[] = [];
 let scopeCount = 0;
@@ -26,17 +25,6 @@ afterEach(() => {
   jest.restoreAllMocks();
 });
 
-function roarError(fn: () => unknown, code: RoarErrorCode): RoarError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (error) {
-    thrown = error;
-  }
-  expect(thrown).toBeInstanceOf(RoarError);
-  expect((thrown as RoarError).code).toBe(code);
-  return thrown as RoarError;
-}
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   return promise.then(
@@ -561,33 +549,11 @@ describe("Router.close", () => {
 });
 
 describe("handler warnings in a real Node process", () => {
-  const root = fileURLToPath(new URL("..", import.meta.url));
 
-  /** Runs `code` as an ES module in a fresh Node, where `roar` is the built package. */
-  function runNode(code: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const env = { ...process.env };
-    delete env["NODE_OPTIONS"];
-    const child = spawn(process.execPath, ["--input-type=module", "-e", code], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL");
-        reject(new Error(`the child did not exit within 30 s; stderr: ${stderr}`));
-      }, 30_000);
-      child.on("error", reject);
-      child.on("close", (exitCode) => {
-        clearTimeout(timer);
-        resolve({ code: exitCode, stdout, stderr });
-      });
-    });
-  }
 
   it("emits a RoarHandlerWarning with code ERR_ROAR_HANDLER and the handler's error as cause on process 'warning'", async () => {
     expect(existsSync(new URL("../dist/index.js", import.meta.url))).toBe(true); // run `npm run build` first
-    const result = await runNode(`
+    const result = await runProgram(`
       import * as roar from "roar";
       const failure = new Error("handler failed");
       const rejected = new Error("async handler failed");

@@ -1,21 +1,10 @@
 import { afterEach, describe, expect, it } from "@jest/globals";
-import { MAX_NAME_LENGTH, RoarError, type RoarErrorCode } from "../lib/errors.js";
+import { MAX_NAME_LENGTH, RoarError } from "../lib/errors.js";
 import { createRouter, type Router } from "../lib/router.js";
 import type { RouterOptions } from "../lib/types.js";
 import { assertCapacity, assertFunction, assertOptions, assertScope, assertTopic } from "../lib/validate.js";
+import { roarError } from "./helpers.js";
 
-/** What `fn` threw, checked to be a RoarError with `code`. */
-function roarError(fn: () => unknown, code: RoarErrorCode): RoarError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (error) {
-    thrown = error;
-  }
-  expect(thrown).toBeInstanceOf(RoarError);
-  expect((thrown as RoarError).code).toBe(code);
-  return thrown as RoarError;
-}
 
 const routers: Router[] = [];
 let scopeCount = 0;
