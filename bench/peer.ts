@@ -21,6 +21,8 @@ export interface PeerReply {
   reply: "ready" | "ok" | "done";
   /** Round-trip times in nanoseconds, from `ping` commands. */
   rtts?: number[];
+  /** Nanoseconds spent in `publish` calls, from `publish` commands. */
+  busyNs?: number;
 }
 
 /** The raw sender yields to the event loop every CHUNK messages, as a streaming program does. */
@@ -82,15 +84,21 @@ async function obey(command: PeerCommand): Promise<void> {
       // flush() paces the publisher: it waits for the flush made one PACE of messages earlier,
       // so at most two PACEs wait for the relay — well under a link's bound, so a publisher
       // faster than its relay does not run into it and drop — and the pipe never runs dry.
+      // `busyNs` is the time spent publishing, waits for flushes left out: the publish cost.
       let previous = Promise.resolve();
+      let busyNs = 0;
+      let started = process.hrtime.bigint();
       for (let i = 0; i < command.count; i++) {
         r.publish(command.topic, message(i));
         if (i % PACE === PACE - 1) {
+          busyNs += Number(process.hrtime.bigint() - started);
           await previous;
           previous = r.flush();
+          started = process.hrtime.bigint();
         }
       }
-      return send({ reply: "ok" });
+      busyNs += Number(process.hrtime.bigint() - started);
+      return send({ reply: "ok", busyNs });
     }
     case "echo": {
       const r = router(command.scope);

@@ -114,7 +114,7 @@ export class Dispatcher {
   publish(topic: Topic, message: unknown): void {
     // Interest that reached this thread must count before deciding where the message goes.
     const pump = this.#dispatchers.pump;
-    if (pump !== undefined) pump();
+    if (pump !== undefined) pump(false);
     const dispatchers = this.#dispatchers;
     const entry = this.#topics.get(topic);
     if (entry === undefined) {
@@ -138,10 +138,11 @@ export class ThreadDispatchers {
   /** Set once this thread is joined to something beyond it. */
   beyond: Beyond | undefined;
   /**
-   * Takes in, synchronously, what other threads have already sent here; set in worker
-   * threads, whose event loop may be held by synchronous work when they publish or read.
+   * Takes in, synchronously, what other threads have already sent here (and, with `andSend`,
+   * sends what this thread's links hold back); set in worker threads, whose event loop may be
+   * held by synchronous work when they publish or read.
    */
-  pump: (() => void) | undefined;
+  pump: ((andSend: boolean) => void) | undefined;
   /**
    * Set while this thread is joining a hub above it and does not yet know what lies beyond:
    * every message is then handed beyond, and the hubs above, which do know, route it.

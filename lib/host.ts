@@ -30,12 +30,19 @@ interface JoinRequest {
   v: number;
   port: MessagePort;
   counters: Int32Array;
+  /** The thread's doorbell (see PortLink). */
+  doorbell: Int32Array;
 }
 
 function isJoinRequest(value: unknown): value is JoinRequest {
   if (typeof value !== "object" || value === null) return false;
   const request = value as Partial<JoinRequest>;
-  return request.cmd === "NODE_ROAR_JOIN" && typeof request.port === "object" && request.counters instanceof Int32Array;
+  return (
+    request.cmd === "NODE_ROAR_JOIN" &&
+    typeof request.port === "object" &&
+    request.counters instanceof Int32Array &&
+    request.doorbell instanceof Int32Array
+  );
 }
 
 /** How long a forked child waits for its parent's relay to answer its hello, in milliseconds. */
@@ -54,7 +61,7 @@ export class ThreadHost {
 
   constructor(maxQueue: number) {
     this.maxQueue = maxQueue;
-    this.hub = new Hub({ expectsUpstream: !isMainThread || process.send !== undefined, maxEarly: maxQueue });
+    this.hub = new Hub({ expectsUpstream: !isMainThread || process.send !== undefined, isThread: !isMainThread, maxQueue });
     const hub = this.hub;
     const beyond: Beyond = {
       interestChanged: (scope, topic) => hub.localInterestChanged(scope, topic),
@@ -88,7 +95,7 @@ export class ThreadHost {
   #startMain(): void {
     const onWorkerMessage = (value: unknown): void => {
       if (!isJoinRequest(value)) return;
-      this.hub.addLink(new PortLink(value.port, value.counters, "main", this.maxQueue));
+      this.hub.addLink(new PortLink(value.port, value.counters, 0, this.maxQueue, value.doorbell));
     };
     process.on("workerMessage", onWorkerMessage);
     this.#cleanups.push(() => process.off("workerMessage", onWorkerMessage));
@@ -154,10 +161,10 @@ export class ThreadHost {
   #joinMainThread(backoffMs: number): void {
     const { port1, port2 } = new MessageChannel();
     const counters = createPortCounters();
-    const link = new PortLink(port1, counters, "thread", this.maxQueue);
-    threadDispatchers.pump = () => link.pump();
+    const link = new PortLink(port1, counters, 1, this.maxQueue);
+    threadDispatchers.pump = (andSend) => this.hub.pumpThreads(andSend);
     this.hub.addLink(link, { upstream: true });
-    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters };
+    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.doorbell };
     postMessageToThread(0, request, [port2]).catch((error: { code?: string }) => {
       link.close();
       if (this.#closed) return;

@@ -38,6 +38,8 @@ import { Envelope } from "./wire/envelope.js";
 import { isEncodedPayload } from "./wire/codec.js";
 import { PROTOCOL_VERSION, type Frame, type InterestKey } from "./wire/frames.js";
 import { debuglog } from "node:util";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
+import { createDoorbell, createPortCounters, PortLink } from "./links/port-link.js";
 
 const debug = debuglog("roar");
 
@@ -57,6 +59,8 @@ export class Hub implements LinkHandler {
   /** A random id for diagnostics, sent in hellos. */
   readonly node = `${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
   readonly #links = new Set<Link>();
+  /** The thread links of #links, as an array: pumpThreads runs before every publish in a thread. */
+  #portLinks: readonly PortLink[] = [];
   readonly #holders = new Map<Scope, Map<Topic, readonly Link[]>>();
   #upstream: Link | undefined;
   #nextId = 1;
@@ -68,17 +72,48 @@ export class Hub implements LinkHandler {
   readonly #closedCounters: HubCounters = { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0, droppedUndecodable: 0 };
   /** Whether this hub has, or is about to get, a link towards the root. */
   #expectsUpstream: boolean;
-  /** Messages published here while joining, before any upstream link existed; bounded. */
+  /** Messages published here while joining, before they could be routed; bounded by maxQueue. */
   #early: Envelope[] = [];
-  readonly #maxEarly: number;
+  /** The bound of links this hub makes itself (direct links to other threads). */
+  readonly #maxQueue: number;
+  /** A worker thread's hub: it holds what it publishes until its main thread has welcomed it. */
+  readonly #isThread: boolean;
+  readonly #doorbell = createDoorbell();
+  #lastRing = 0;
   #closed = false;
   #flushesUnderWay = 0;
   #keepAlive: NodeJS.Timeout | undefined;
 
-  constructor({ expectsUpstream, maxEarly }: { expectsUpstream: boolean; maxEarly: number }) {
+  constructor({ expectsUpstream, isThread, maxQueue }: { expectsUpstream: boolean; isThread: boolean; maxQueue: number }) {
     this.#expectsUpstream = expectsUpstream;
-    this.#maxEarly = maxEarly;
+    this.#isThread = isThread;
+    this.#maxQueue = maxQueue;
     threadDispatchers.forwardAll = expectsUpstream;
+  }
+
+  /**
+   * Takes in what other threads already sent here, on every thread link (see PortLink), and
+   * with `andSend`, sends what waits in outboxes whose neighbour has caught up — for a thread
+   * that loops on `receive()` and never yields.
+   */
+  pumpThreads(andSend: boolean): void {
+    const links = this.#portLinks;
+    if (andSend) for (let i = 0; i < links.length; i++) (links[i] as PortLink).flushIfCaughtUp();
+    // Senders count a batch on the link before they ring, so a ring seen here means its batch
+    // is visible on its link.
+    const ring = Atomics.load(this.#doorbell, 0);
+    if (ring === this.#lastRing) return;
+    let complete = true;
+    for (let i = 0; i < links.length; i++) {
+      const link = links[i] as PortLink;
+      if (link.hasUnread && !link.pump()) complete = false;
+    }
+    if (complete) this.#lastRing = ring;
+  }
+
+  /** This thread's doorbell, which every link into it rings (see PortLink). */
+  get doorbell(): Int32Array {
+    return this.#doorbell;
   }
 
   /**
@@ -123,15 +158,22 @@ export class Hub implements LinkHandler {
       return;
     }
     link.handler = this;
+    // A main thread introduces a new thread to every thread it has, before saying hello: the
+    // new thread routes what it published while joining once that hello arrives, and by then
+    // it has a direct link to every thread.
+    if (link.kind === "thread" && !this.#isThread) this.#introduce(link);
     this.#links.add(link);
+    if (link instanceof PortLink) this.#portLinks = [...this.#portLinks, link];
     if (upstream) this.#upstream = link;
     this.#sayHello(link, 0);
     if (upstream) {
       this.#expectsUpstream = true;
       threadDispatchers.forwardAll = true;
-      const early = this.#early;
-      this.#early = [];
-      for (const envelope of early) this.#send(link, envelope);
+      if (!this.#isThread) {
+        const early = this.#early;
+        this.#early = [];
+        for (const envelope of early) this.#send(link, envelope);
+      }
       const waiting = this.#waitingForUpstream;
       this.#waitingForUpstream = [];
       for (const flush of waiting) this.#sendFlush(flush);
@@ -158,8 +200,7 @@ export class Hub implements LinkHandler {
     // Local interest shows to every link; only the local flag changed, so "before" is its opposite.
     const local = threadDispatchers.get(scope)?.hasSubscribers(topic) ?? false;
     for (const link of this.#links) {
-      const others = holders.some((holder) => holder !== link);
-      if (!others) link.sendControl(["i", scope, topic, local ? 1 : 0]);
+      if (!Hub.#wantedBeyond(holders, link)) link.sendControl(["i", scope, topic, local ? 1 : 0]);
     }
   }
 
@@ -167,20 +208,27 @@ export class Hub implements LinkHandler {
   forwardLocal(scope: Scope, topic: Topic, value: unknown): void {
     const holders = this.#holders.get(scope)?.get(topic);
     if (threadDispatchers.forwardAll) {
-      // Joining: the hubs above know who wants what, so everything goes up to them.
       const envelope = Envelope.ofValue(scope, topic, value);
-      const upstream = this.#upstream;
-      if (upstream === undefined) {
-        if (this.#early.length < this.#maxEarly) this.#early.push(envelope);
-        else this.#closedCounters.droppedQueueFull++;
-      } else if (holders === undefined || !holders.includes(upstream)) {
-        this.#send(upstream, envelope);
+      if (this.#isThread) {
+        // A joining thread waits for its main thread's welcome, which brings what lies beyond
+        // and its direct links to the other threads; then it routes what waited.
+        this.#hold(envelope);
+        return;
       }
+      // A joining process sends everything up: the hubs above know who wants what.
+      const upstream = this.#upstream;
+      if (upstream === undefined) this.#hold(envelope);
+      else if (holders === undefined || !holders.includes(upstream)) this.#send(upstream, envelope);
       if (holders !== undefined) this.#route(envelope, holders, undefined);
       return;
     }
     if (holders === undefined) return;
     this.#route(Envelope.ofValue(scope, topic, value), holders, undefined);
+  }
+
+  #hold(envelope: Envelope): void {
+    if (this.#early.length < this.#maxQueue) this.#early.push(envelope);
+    else this.#closedCounters.droppedQueueFull++;
   }
 
   /** Resolves once all that this thread sent so far has reached the root, and the root synced. */
@@ -225,12 +273,15 @@ export class Hub implements LinkHandler {
         return;
       case "S":
         return this.#syncAnswered(frame[1], link);
+      case "p":
+        return this.#onPeer(link, frame[1], frame[2], frame[3], frame[4], frame[5]);
     }
   }
 
   /** @internal LinkHandler */
   onClose(link: Link): void {
     if (!this.#links.delete(link)) return;
+    this.#portLinks = this.#portLinks.filter((other) => other !== link);
     addCounters(this.#closedCounters, link.counters);
     for (const [scope, topics] of [...this.#holders]) {
       for (const [topic, holders] of [...topics]) {
@@ -269,8 +320,11 @@ export class Hub implements LinkHandler {
   /** Sends `envelope` to every holder but `from`, and to local subscribers when it came from a link. */
   #route(envelope: Envelope, holders: readonly Link[] | undefined, from: Link | undefined): void {
     if (holders !== undefined) {
+      // What came from a thread went straight to every other thread that wanted it.
+      const fromThread = from?.kind === "thread";
       for (const link of holders) {
-        if (link !== from && !this.#send(link, envelope)) return;
+        if (link === from || (fromThread && link.kind === "thread")) continue;
+        if (!this.#send(link, envelope)) return;
       }
     }
     if (from === undefined) return;
@@ -303,7 +357,8 @@ export class Hub implements LinkHandler {
   #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[]): void {
     link.greeted = true;
     // The upstream hub's hello says exactly what lies beyond it: no need to send it everything.
-    if (link === this.#upstream) threadDispatchers.forwardAll = false;
+    const welcome = link === this.#upstream && threadDispatchers.forwardAll;
+    if (welcome) threadDispatchers.forwardAll = false;
     // The hello carries the far side's whole interest: it replaces what we knew.
     const wanted = new Map<Scope, Set<Topic>>();
     for (const [scope, topic] of interest) {
@@ -318,10 +373,50 @@ export class Hub implements LinkHandler {
     }
     for (const [scope, topics] of wanted) for (const topic of topics) this.#setLinkInterest(link, scope, topic, true);
     if (reply === 0) this.#sayHello(link, 1);
+    if (welcome) {
+      // Now this hub knows what lies beyond it: route what was published while joining.
+      const early = this.#early;
+      this.#early = [];
+      for (const envelope of early) {
+        const holders = this.#holders.get(envelope.scope)?.get(envelope.topic);
+        if (holders !== undefined) this.#route(envelope, holders, undefined);
+      }
+    }
     if (link === this.#upstream) {
       // Flushes sent before the upstream hub listened may be lost: send them again.
       for (const [id] of this.#flushes) link.sendControl(["f", id]);
     }
+  }
+
+  /** Gives `link`'s thread and every other thread of this process a direct link to each other. */
+  #introduce(link: Link): void {
+    for (const other of this.#links) {
+      if (other.kind !== "thread" || other === this.#upstream || other.isClosed) continue;
+      const { port1, port2 } = new MessageChannel();
+      const counters = createPortCounters();
+      // Each learns what the other is known to want; the other's own hello soon confirms it.
+      link.sendControl(["p", 0, port1, counters, this.#interestOf(other), doorbellOf(other)]);
+      other.sendControl(["p", 1, port2, counters, this.#interestOf(link), doorbellOf(link)]);
+    }
+  }
+
+  /** Every (scope, topic) that `link`'s far side wants. */
+  #interestOf(link: Link): InterestKey[] {
+    const keys: InterestKey[] = [];
+    for (const [scope, topics] of this.#holders) for (const [topic, holders] of topics) if (holders.includes(link)) keys.push([scope, topic]);
+    return keys;
+  }
+
+  #onPeer(from: Link, side: 0 | 1, port: MessagePort, counters: Int32Array, interest: readonly InterestKey[], doorbell: Int32Array): void {
+    if (from !== this.#upstream || from.kind !== "thread" || !this.#isThread) {
+      // Only a thread's main thread introduces peers; anything else breaks the protocol.
+      from.counters.droppedMalformed++;
+      port.close();
+      return;
+    }
+    const peer = new PortLink(port, counters, side, this.#maxQueue, doorbell);
+    this.addLink(peer);
+    for (const [scope, topic] of interest) this.#setLinkInterest(peer, scope, topic, true);
   }
 
   #sayHello(link: Link, reply: 0 | 1): void {
@@ -329,7 +424,7 @@ export class Hub implements LinkHandler {
     for (const [scope, topic] of threadDispatchers.subscribedTopics()) interest.push([scope, topic]);
     for (const [scope, topics] of this.#holders) {
       for (const [topic, holders] of topics) {
-        if (holders.some((holder) => holder !== link) && !threadDispatchers.get(scope)?.hasSubscribers(topic)) {
+        if (Hub.#wantedBeyond(holders, link) && !threadDispatchers.get(scope)?.hasSubscribers(topic)) {
           interest.push([scope, topic]);
         }
       }
@@ -339,6 +434,18 @@ export class Hub implements LinkHandler {
 
   #holdersOf(scope: Scope, topic: Topic): readonly Link[] {
     return this.#holders.get(scope)?.get(topic) ?? [];
+  }
+
+  /**
+   * Whether, leaving local subscribers aside, something reached through this hub wants what
+   * `holders` want, as seen from `link`: a holder other than `link` itself, and, towards a
+   * thread, not another thread — threads of a process reach each other directly.
+   */
+  static #wantedBeyond(holders: readonly Link[], link: Link): boolean {
+    for (const holder of holders) {
+      if (holder !== link && (link.kind !== "thread" || holder.kind !== "thread")) return true;
+    }
+    return false;
   }
 
   /** Records that `link`'s far side does (or no longer does) want (scope, topic), and tells the others. */
@@ -357,8 +464,8 @@ export class Hub implements LinkHandler {
     const local = threadDispatchers.get(scope)?.hasSubscribers(topic) ?? false;
     for (const other of this.#links) {
       if (local) break; // local interest already shows to every link; nothing changes for them
-      const was = before.some((holder) => holder !== other);
-      const is = after.some((holder) => holder !== other);
+      const was = Hub.#wantedBeyond(before, other);
+      const is = Hub.#wantedBeyond(after, other);
       if (was !== is) other.sendControl(["i", scope, topic, is ? 1 : 0]);
     }
     if ((before.length !== 0) !== (after.length !== 0)) {
@@ -409,6 +516,11 @@ export class Hub implements LinkHandler {
     this.#syncs.delete(id);
     sync.done();
   }
+}
+
+function doorbellOf(link: Link): Int32Array {
+  // Every thread link of a main thread is made with the thread's doorbell (see host.ts).
+  return (link as PortLink).farDoorbell as Int32Array;
 }
 
 function addCounters(total: LinkCounters, counters: LinkCounters): void {

@@ -55,7 +55,7 @@ export class Router implements Disposable {
       countDelivered: () => void this.#delivered++,
       countOverflow: () => void this.#overflow++,
       reportError: (error, info) => this.#reportError(error, info),
-      pump: () => threadDispatchers.pump?.(),
+      pump: () => threadDispatchers.pump?.(true),
     };
     onRouterCreated?.();
   }

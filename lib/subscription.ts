@@ -25,7 +25,7 @@ export interface SubscriptionOwner {
   countOverflow(): void;
   /** Hands a handler's error to `onError` or `process.emitWarning`; never throws. */
   reportError(error: unknown, info: HandlerErrorInfo): void;
-  /** Synchronously takes in what other threads already sent, where this thread can. */
+  /** Synchronously takes in what other threads already sent, and sends what waits, where this thread can. */
   pump(): void;
 }
 

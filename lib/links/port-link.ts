@@ -13,8 +13,8 @@ import type { Frame } from "../wire/frames.js";
 import { isFrame } from "../wire/validate-frame.js";
 import { Link } from "./link.js";
 
-/** Which end of the shared counters this side is. */
-export type PortSide = "main" | "thread";
+/** Which end of the shared counters this side is: 0 or 1, one for each end. */
+export type PortSide = 0 | 1;
 
 /** How many frames a batch held before folding: what its sender counted as written. */
 function countFrames(batch: unknown): number {
@@ -22,6 +22,11 @@ function countFrames(batch: unknown): number {
   let frames = 0;
   for (const frame of batch) frames += Array.isArray(frame) && frame[0] === "M" && Array.isArray(frame[3]) ? frame[3].length : 1;
   return frames;
+}
+
+/** Makes a thread's doorbell: one shared counter that every link into the thread rings. */
+export function createDoorbell(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
 }
 
 /** Makes the shared counters of a new port link. */
@@ -40,15 +45,22 @@ export class PortLink extends Link {
   readonly #in: number;
   #taken = 0;
   #taking = false;
+  /** The doorbell of the thread at the far end, if it has one (see the constructor). */
+  readonly farDoorbell: Int32Array | undefined;
   readonly #onMessage = (batch: unknown): void => this.#take(batch);
   readonly #onClose = (): void => this.closed();
 
-  constructor(port: MessagePort, counters: Int32Array, side: PortSide, maxQueue: number) {
+  /**
+   * @param farDoorbell - the far thread's doorbell, rung after each write so that thread can
+   * tell with one read, before each publish, whether any of its links has something for it.
+   */
+  constructor(port: MessagePort, counters: Int32Array, side: PortSide, maxQueue: number, farDoorbell?: Int32Array) {
     super(maxQueue);
     this.#port = port;
     this.#counters = counters;
-    this.#out = side === "main" ? 0 : 2;
-    this.#in = side === "main" ? 2 : 0;
+    this.farDoorbell = farDoorbell;
+    this.#out = side === 0 ? 0 : 2;
+    this.#in = side === 0 ? 2 : 0;
     port.on("message", this.#onMessage);
     port.on("close", this.#onClose);
     // A link never keeps its thread or process alive.
@@ -61,30 +73,33 @@ export class PortLink extends Link {
   }
 
   /**
-   * Takes in, synchronously, every batch already sent here, and sends what gathered in the
-   * outbox if the other side has caught up: a thread that loops on `receive()` without ever
-   * yielding still gets its own publishes out.
+   * Takes in, synchronously, every batch already sent here.
+   * @returns `false` when it could not, being inside the handling of a batch already.
    */
-  pump(): void {
-    this.flushIfCaughtUp();
+  pump(): boolean {
     // A handler that publishes while a batch is being handled must not take in the next batch
     // ahead of the rest of this one: that would break the order of messages.
-    if (this.#taking) return;
+    if (this.#taking) return false;
     while (this.hasUnread && !this.isClosed) {
       const received = receiveMessageOnPort(this.#port);
-      if (received === undefined) return;
+      if (received === undefined) break;
       this.#take(received.message);
     }
+    return true;
   }
 
   protected write(batch: Frame[], frames: number): void {
+    // A peer frame hands over a port, which must be transferred; they are rare.
+    const transfer: MessagePort[] = [];
+    for (const frame of batch) if (frame[0] === "p") transfer.push(frame[2]);
     try {
-      this.#port.postMessage(batch);
+      this.#port.postMessage(batch, transfer);
     } catch {
       // The other side is gone; its 'close' event follows and cleans up.
       return;
     }
     Atomics.add(this.#counters, this.#out, frames);
+    if (this.farDoorbell !== undefined) Atomics.add(this.farDoorbell, 0, 1);
   }
 
   protected inFlight(): number {

@@ -11,10 +11,12 @@
  * | `["M", scope, topic, payloads]`         | several messages in a row on one (scope, topic), as a batch carries them: the names are sent once |
  * | `["f", id]` / `["F", id]`               | flush: sent towards the root; answered once the root has run a sync |
  * | `["s", id]` / `["S", id]`               | sync: sent away from the root; answered once everything before it was taken in |
+ * | `["p", side, port, counters, interest, doorbell]` | peer: a main thread hands a thread one end of a direct port to another thread, the shared counters, which end it is (0 or 1), what the other thread is known to want, and its doorbell; thread links only |
  *
  * A hello with a version this side does not know is still accepted: new fields are added at
  * the end of a frame, and old readers ignore what they do not know (pg's `discover` rule).
  */
+import type { MessagePort } from "node:worker_threads";
 import type { Scope, Topic } from "../types.js";
 
 /** The protocol version this build speaks. */
@@ -35,8 +37,10 @@ export type MessagesFrame = readonly ["M", Scope, Topic, readonly unknown[]];
 export type FlushFrame = readonly ["f" | "F", number];
 /** A sync request (`s`) or its answer (`S`). */
 export type SyncFrame = readonly ["s" | "S", number];
+/** An introduction to another thread of the process, with a direct port to it. */
+export type PeerFrame = readonly ["p", 0 | 1, MessagePort, Int32Array, readonly InterestKey[], Int32Array];
 /** Any frame. */
-export type Frame = HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame;
+export type Frame = HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame | PeerFrame;
 
 /**
  * Folds runs of message frames on the same (scope, topic) into one `M` frame, so a batch

@@ -3,6 +3,7 @@
  * Nothing here allocates for a good frame, and nothing a frame holds is merged into an object,
  * so no input can reach a prototype.
  */
+import { MessagePort } from "node:worker_threads";
 import { MAX_NAME_LENGTH } from "../errors.js";
 import type { Frame } from "./frames.js";
 
@@ -40,6 +41,15 @@ export function isFrame(value: unknown): value is Frame {
     case "s":
     case "S":
       return value.length >= 2 && isId(value[1]);
+    case "p":
+      return (
+        value.length >= 6 &&
+        (value[1] === 0 || value[1] === 1) &&
+        value[2] instanceof MessagePort &&
+        value[3] instanceof Int32Array &&
+        isInterestList(value[4]) &&
+        value[5] instanceof Int32Array
+      );
     case "h":
       return (
         value.length >= 5 &&

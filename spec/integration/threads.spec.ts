@@ -4,9 +4,12 @@
  * The main thread of these tests is a *host* process forked from the spec, not the jest
  * process itself: jest gives each test file a sandboxed copy of `process`, so the
  * `process.on("workerMessage")` listener that roar's relay adds in a jest test never hears
- * the ports threads post with `postMessageToThread` (the last test here shows it). The host is
+ * the ports threads post with `postMessageToThread`. The host is
  * an ordinary Node main thread, as in production; the spec drives it and its threads with
  * typed commands over IPC and checks what they report.
+ *
+ * Threads of a process reach each other directly: the main thread introduces each new thread
+ * to every thread it has, with a port of their own.
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
 import { Worker } from "node:worker_threads";
@@ -70,6 +73,33 @@ describe("worker threads", () => {
     const fresh = await host.spawnThread("fresh");
     await fresh.call("publish", { scope, topic: "t", from: "fresh", count: 3, end: true }); // its first roar call
     expect(bySender(await host.call("untilEnds", { key: "t", ends: ["fresh"], timeout: 5_000 }))).toEqual(everyMessageOnce(["fresh"], 3));
+  });
+
+  it("sends thread-to-thread messages straight to the other thread, not through the main thread", async () => {
+    const scope = testScope();
+    const N = 50;
+    const host = await startHost();
+    const a = await host.spawnThread("a");
+    const b = await host.spawnThread("b");
+    await b.call("subscribe", { key: "t", scope, topic: "t" });
+    await b.call("flush", { scope });
+    await a.call("publish", { scope, topic: "t", from: "a", count: N, end: true });
+    expect(bySender(await b.call("untilEnds", { key: "t", ends: ["a"], timeout: TIMEOUT }))).toEqual(everyMessageOnce(["a"], N));
+    // The main thread neither received nor sent any of them.
+    const stats = await host.call("stats", {});
+    expect(stats.received).toBe(0);
+    expect(stats.sent).toBe(0);
+  });
+
+  it("delivers what a new thread publishes first, before it has joined, to another thread that flushed before", async () => {
+    const scope = testScope();
+    const host = await startHost();
+    const old = await host.spawnThread("old");
+    await old.call("subscribe", { key: "t", scope, topic: "t" });
+    await old.call("flush", { scope });
+    const fresh = await host.spawnThread("fresh");
+    await fresh.call("publish", { scope, topic: "t", from: "fresh", count: 3, end: true }); // its first roar call
+    expect(bySender(await old.call("untilEnds", { key: "t", ends: ["fresh"], timeout: 5_000 }))).toEqual(everyMessageOnce(["fresh"], 3));
   });
 
   it("lets a thread started inside a thread join the main thread's relay by itself and exchange messages both ways", async () => {
