@@ -181,7 +181,7 @@ export async function benchCross(): Promise<void> {
     await a.givePort(port1);
     await b.givePort(port2);
     const raw = rate("raw postMessage, one per message", await rawThroughput(a, b, COUNT));
-    const viaRoar = rate("roar thread → main → thread", await roarThroughput(a, b, COUNT));
+    const viaRoar = rate("roar thread → thread", await roarThroughput(a, b, COUNT));
     printTable("Thread → thread throughput, small messages", [{ result: raw }, { result: viaRoar, baseline: raw, target: "≥ 2×" }]);
     await latencyTable("Thread ↔ thread round trip (p50)", () => rawRoundTrip(a, b, 2000), () => roarRoundTrip(a, b, 2000), "≤ 1.3×");
     await Promise.all([a.stop(), b.stop()]);

@@ -2,19 +2,23 @@
  * Hub: routes messages between this thread's dispatchers and its links. Every thread that
  * uses roar has one; a process's main-thread hub is its relay.
  *
- * The hubs of a host form a tree: each worker thread links to its process's main thread (any
- * thread, however nested, hands its port straight to thread 0), and each cluster worker's or
- * attached child's main thread links to its parent. The root is the cluster primary (or a
- * lone process). On a tree, "forward on every link, except the one it came in on, whose
- * interest matches" delivers each message exactly once and in order per publisher (links are
- * FIFO, and the path between two hubs is unique).
+ * The processes of a host form a tree: each cluster worker's or attached child's main thread
+ * links to its parent, and the root is the cluster primary (or a lone process). Inside a
+ * process, the threads form a full mesh: every worker thread (however nested: it hands its
+ * port straight to thread 0) links to the main thread, which introduces it to every other
+ * thread with a port of their own. Routing is one rule — forward a message on every link,
+ * except the one it came in on, whose far side wants it, but never from a thread to a thread
+ * (the publishing thread reached every thread itself; Phoenix's "a forwarded message is never
+ * forwarded again"). On that shape each subscriber gets each message exactly once, over a
+ * single path, so in order per publisher (links are FIFO).
  *
  * Invariants:
  *  - `#holders` maps (scope, topic) to the links whose far side has a subscriber; the local
  *    dispatchers are the one more holder, read from `threadDispatchers`;
- *  - the interest this hub announces to link L is "some holder other than L": it is re-sent
- *    to every link whenever that changes, so each link's far side always knows exactly what
- *    lies beyond this hub;
+ *  - the interest this hub announces to link L is "a local subscriber, or some holder other
+ *    than L — and not a thread, when L is a thread" (#wantedBeyond): it is re-sent to every
+ *    link whenever that changes, so each link's far side knows exactly what it reaches
+ *    through this hub;
  *  - flush: a flush travels towards the root behind everything sent before it; the root then
  *    runs a *sync* down every process link (not thread links — threads pick up what waits for
  *    them before they publish, see PortLink) and answers when all are done. When a flush
@@ -28,7 +32,15 @@
  *    side speaks first, both end up with the same picture;
  *  - flush requests sent upstream before the upstream hub listened are sent again when it
  *    says hello (a repeated answer is ignored);
- *  - a link that closes takes its interest with it and counts as done in every pending sync.
+ *  - a link that closes takes its interest with it and counts as done in every pending sync;
+ *  - a thread that publishes before its main thread welcomed it (a synchronous tinypool task)
+ *    holds those messages until the main thread's hello, which comes after its introductions
+ *    to every other thread: then it routes them as if published just then, and nothing is
+ *    sent to a thread before the link to it exists;
+ *  - a thread introduced to a new one tells it what it wants in its own hello; until then the
+ *    new thread goes by what the main thread knew. A subscription whose flush resolved is
+ *    always in that picture: the flush's answer reached the subscribing thread after its
+ *    introduction to the new thread, so its hello to the new thread went out first.
  */
 import { threadDispatchers } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
