@@ -21,7 +21,7 @@ import type { Scope, Topic } from "./types.js";
 /** @internal What lies beyond this thread, as the dispatchers see it. */
 export interface Beyond {
   /** `topic` in `scope` gained its first subscriber in this thread, or lost its last. */
-  interestChanged(scope: Scope, topic: Topic, interested: boolean): void;
+  interestChanged(scope: Scope, topic: Topic): void;
   /** Sends a message published in this thread towards its subscribers elsewhere. */
   forward(scope: Scope, topic: Topic, message: unknown): void;
   /** Resolves once all that was forwarded or changed so far has reached the host's root relay. */
@@ -58,7 +58,7 @@ export class Dispatcher {
       entry.subscribers = [...entry.subscribers, subscriber];
       if (!first) return;
     }
-    this.#dispatchers.beyond?.interestChanged(this.scope, topic, true);
+    this.#dispatchers.beyond?.interestChanged(this.scope, topic);
   }
 
   /** Removes a subscriber from `topic`; unknown subscribers are ignored. */
@@ -70,7 +70,7 @@ export class Dispatcher {
     entry.subscribers = entry.subscribers.filter((_, i) => i !== index);
     if (entry.subscribers.length !== 0) return;
     if (!entry.remote) this.#topics.delete(topic);
-    this.#dispatchers.beyond?.interestChanged(this.scope, topic, false);
+    this.#dispatchers.beyond?.interestChanged(this.scope, topic);
   }
 
   /** Whether any subscriber in this thread wants `topic`. */
@@ -151,11 +151,7 @@ export class ThreadDispatchers {
 
   /** The dispatcher of `scope`, made on first use; call {@link release} when done. */
   acquire(scope: Scope): Dispatcher {
-    let dispatcher = this.#byScope.get(scope);
-    if (dispatcher === undefined) {
-      dispatcher = new Dispatcher(this, scope);
-      this.#byScope.set(scope, dispatcher);
-    }
+    const dispatcher = this.getOrCreate(scope);
     dispatcher.routers++;
     return dispatcher;
   }

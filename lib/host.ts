@@ -12,7 +12,7 @@
  */
 import cluster, { type Worker as ClusterWorker } from "node:cluster";
 import type { ChildProcess } from "node:child_process";
-import { isMainThread, MessageChannel, postMessageToThread, type MessagePort } from "node:worker_threads";
+import { isMainThread, MessageChannel, MessagePort, postMessageToThread } from "node:worker_threads";
 import { threadDispatchers, type Beyond } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
 import { Hub } from "./hub.js";
@@ -39,7 +39,7 @@ function isJoinRequest(value: unknown): value is JoinRequest {
   const request = value as Partial<JoinRequest>;
   return (
     request.cmd === "NODE_ROAR_JOIN" &&
-    typeof request.port === "object" &&
+    request.port instanceof MessagePort &&
     request.counters instanceof Int32Array &&
     request.doorbell instanceof Int32Array
   );
@@ -48,6 +48,8 @@ function isJoinRequest(value: unknown): value is JoinRequest {
 /** How long a forked child waits for its parent's relay to answer its hello, in milliseconds. */
 const PARENT_ANSWER_MS = 250;
 
+/** The first wait before trying again to join the main thread, in milliseconds. */
+const MIN_JOIN_BACKOFF_MS = 100;
 /** The longest wait between two attempts to join the main thread, in milliseconds. */
 const MAX_JOIN_BACKOFF_MS = 2000;
 
@@ -55,12 +57,20 @@ const MAX_JOIN_BACKOFF_MS = 2000;
 export class ThreadHost {
   readonly hub: Hub;
   /** The bound of links made from now on; see RelayOptions.maxQueue. */
-  maxQueue: number;
+  get maxQueue(): number {
+    return this.hub.maxQueue;
+  }
+
+  set maxQueue(maxQueue: number) {
+    this.hub.maxQueue = maxQueue;
+  }
   readonly #cleanups: (() => void)[] = [];
+  readonly #attached = new WeakSet<ChildProcess>();
+  #retry: NodeJS.Timeout | undefined;
+  #backoffMs = MIN_JOIN_BACKOFF_MS;
   #closed = false;
 
   constructor(maxQueue: number) {
-    this.maxQueue = maxQueue;
     this.hub = new Hub({ expectsUpstream: !isMainThread || process.send !== undefined, isThread: !isMainThread, maxQueue });
     const hub = this.hub;
     const beyond: Beyond = {
@@ -70,12 +80,21 @@ export class ThreadHost {
     };
     threadDispatchers.pump = undefined;
     threadDispatchers.beyond = beyond;
-    if (isMainThread) this.#startMain();
-    else this.#joinMainThread(100);
+    if (isMainThread) {
+      this.#startMain();
+    } else {
+      threadDispatchers.pump = (andSend) => this.hub.pumpThreads(andSend);
+      this.hub.onUpstreamLost = () => this.#scheduleJoin();
+      this.#joinMainThread();
+    }
   }
 
-  /** Attaches a forked child process (or a cluster worker) to this process's hub. */
+  /** Attaches a forked child process (or a cluster worker) to this process's hub, once. */
   attach(child: ChildProcess): void {
+    // The primary attaches cluster workers by itself; a second link on one channel would
+    // take in every frame twice.
+    if (this.#attached.has(child)) return;
+    this.#attached.add(child);
     this.hub.addLink(new IpcLink(child as IpcChannel, this.maxQueue));
   }
 
@@ -84,6 +103,7 @@ export class ThreadHost {
     if (this.#closed) return;
     this.#closed = true;
     for (const cleanup of this.#cleanups) cleanup();
+    clearTimeout(this.#retry);
     this.hub.close();
     if (threadDispatchers.beyond !== undefined) {
       threadDispatchers.beyond = undefined;
@@ -158,31 +178,43 @@ export class ThreadHost {
    * thread has no relay, nothing beyond this thread can be subscribed, so nothing sent is lost
    * when the link is closed and tried again later.
    */
-  #joinMainThread(backoffMs: number): void {
+  #joinMainThread(): void {
     const { port1, port2 } = new MessageChannel();
     const counters = createPortCounters();
     const link = new PortLink(port1, counters, 1, this.maxQueue);
-    threadDispatchers.pump = (andSend) => this.hub.pumpThreads(andSend);
     this.hub.addLink(link, { upstream: true });
     const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.doorbell };
-    postMessageToThread(0, request, [port2]).catch((error: { code?: string }) => {
-      link.close();
-      if (this.#closed) return;
-      if (!warnedNoMainRelay) {
-        warnedNoMainRelay = true;
-        process.emitWarning(
-          "this worker thread cannot join roar yet: its process's main thread has no relay. Messages published here " +
-            "stay in this thread, and flush() waits, until the main thread creates a router or calls roar.startRelay(); " +
-            "this thread keeps trying.",
-          { type: "RoarWarning", code: "ERR_ROAR_NO_RELAY" },
-        );
-      }
-      const timer = setTimeout(() => this.#joinMainThread(Math.min(backoffMs * 2, MAX_JOIN_BACKOFF_MS)), backoffMs);
-      timer.unref();
-      this.#cleanups.push(() => clearTimeout(timer));
-      debug("thread could not join the main thread (%s); trying again in %d ms", error.code, backoffMs);
-    });
+    postMessageToThread(0, request, [port2]).then(
+      () => (this.#backoffMs = MIN_JOIN_BACKOFF_MS),
+      (error: { code?: string }) => {
+        debug("thread could not join the main thread (%s)", error.code);
+        // Closing the link makes the hub report the upstream lost, which schedules the next try.
+        link.close();
+        this.#warnNoMainRelay();
+      },
+    );
   }
+
+  /** Joins the main thread again after a while, waiting longer after each failure. */
+  #scheduleJoin(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => this.#joinMainThread(), this.#backoffMs);
+    this.#retry.unref();
+    this.#backoffMs = Math.min(this.#backoffMs * 2, MAX_JOIN_BACKOFF_MS);
+  }
+
+  #warnNoMainRelay(): void {
+    if (this.#closed || warnedNoMainRelay) return;
+    warnedNoMainRelay = true;
+    process.emitWarning(
+      "this worker thread cannot join roar yet: its process's main thread has no relay. Messages published here " +
+        "stay in this thread, and flush() waits, until the main thread creates a router or calls roar.startRelay(); " +
+        "this thread keeps trying.",
+      { type: "RoarWarning", code: "ERR_ROAR_NO_RELAY" },
+    );
+  }
+
 }
 
 let warnedNoMainRelay = false;

@@ -81,13 +81,19 @@ export class Hub implements LinkHandler {
   /** Flushes waiting for an upstream link (a thread whose main thread has no relay yet). */
   #waitingForUpstream: PendingFlush[] = [];
   readonly #syncs = new Map<number, { waiting: Set<Link>; done(): void }>();
-  readonly #closedCounters: HubCounters = { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0, droppedUndecodable: 0 };
+  readonly #hubCounters: HubCounters = { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0, droppedUndecodable: 0 };
   /** Whether this hub has, or is about to get, a link towards the root. */
   #expectsUpstream: boolean;
   /** Messages published here while joining, before they could be routed; bounded by maxQueue. */
   #early: Envelope[] = [];
-  /** The bound of links this hub makes itself (direct links to other threads). */
-  readonly #maxQueue: number;
+  /** The bound of what waits here and of the links this hub makes itself (to other threads). */
+  maxQueue: number;
+  /** Whether the upstream hub said hello since the upstream link was made (see #onHello). */
+  #welcomed = false;
+  /** A thread's: whether its main thread, still joining its parent, asked for everything. */
+  #upstreamWantsAll = false;
+  /** Called when the link to the upstream hub is lost and this hub must join again. */
+  onUpstreamLost: (() => void) | undefined;
   /** A worker thread's hub: it holds what it publishes until its main thread has welcomed it. */
   readonly #isThread: boolean;
   readonly #doorbell = createDoorbell();
@@ -99,7 +105,7 @@ export class Hub implements LinkHandler {
   constructor({ expectsUpstream, isThread, maxQueue }: { expectsUpstream: boolean; isThread: boolean; maxQueue: number }) {
     this.#expectsUpstream = expectsUpstream;
     this.#isThread = isThread;
-    this.#maxQueue = maxQueue;
+    this.maxQueue = maxQueue;
     threadDispatchers.forwardAll = expectsUpstream;
   }
 
@@ -116,9 +122,13 @@ export class Hub implements LinkHandler {
     const ring = Atomics.load(this.#doorbell, 0);
     if (ring === this.#lastRing) return;
     let complete = true;
-    for (let i = 0; i < links.length; i++) {
-      const link = links[i] as PortLink;
-      if (link.hasUnread && !link.pump()) complete = false;
+    // Taking in a peer frame adds a link (copy on write): go round again until none was added.
+    for (let pumped: readonly PortLink[] | undefined; pumped !== this.#portLinks; ) {
+      pumped = this.#portLinks;
+      for (let i = 0; i < pumped.length; i++) {
+        const link = pumped[i] as PortLink;
+        if (link.hasUnread && !link.pump()) complete = false;
+      }
     }
     if (complete) this.#lastRing = ring;
   }
@@ -136,7 +146,9 @@ export class Hub implements LinkHandler {
     if (!this.#expectsUpstream || this.#upstream !== undefined) return;
     this.#expectsUpstream = false;
     threadDispatchers.forwardAll = false;
+    // Held for a parent that turned out not to run roar: nothing beyond this process wanted them.
     this.#early = [];
+    this.#greetThreadsAgain();
     const waiting = this.#waitingForUpstream;
     this.#waitingForUpstream = [];
     for (const flush of waiting) this.#runSync(flush.resolve);
@@ -156,7 +168,7 @@ export class Hub implements LinkHandler {
 
   /** Counters summed over every link this hub has had. */
   counters(): HubCounters {
-    const total = { ...this.#closedCounters };
+    const total = { ...this.#hubCounters };
     for (const link of this.#links) addCounters(total, link.counters);
     return total;
   }
@@ -176,21 +188,46 @@ export class Hub implements LinkHandler {
     if (link.kind === "thread" && !this.#isThread) this.#introduce(link);
     this.#links.add(link);
     if (link instanceof PortLink) this.#portLinks = [...this.#portLinks, link];
-    if (upstream) this.#upstream = link;
-    this.#sayHello(link, 0);
     if (upstream) {
+      this.#upstream = link;
+      this.#welcomed = false;
       this.#expectsUpstream = true;
       threadDispatchers.forwardAll = true;
-      if (!this.#isThread) {
-        const early = this.#early;
-        this.#early = [];
-        for (const envelope of early) this.#send(link, envelope);
-      }
-      const waiting = this.#waitingForUpstream;
-      this.#waitingForUpstream = [];
-      for (const flush of waiting) this.#sendFlush(flush);
+    }
+    this.#sayHello(link, 0);
+    if (upstream && !this.#isThread) {
+      const early = this.#early;
+      this.#early = [];
+      for (const envelope of early) this.#send(link, envelope);
+      this.#sendWaitingFlushes();
     }
     debug("[%s] link %d (%s%s) added", this.node, link.id, link.kind, upstream ? ", upstream" : "");
+  }
+
+  /** Whether this hub waits for its upstream hub's hello (or for an upstream at all). */
+  get #joining(): boolean {
+    return this.#expectsUpstream && !this.#welcomed;
+  }
+
+  #sendWaitingFlushes(): void {
+    const waiting = this.#waitingForUpstream;
+    this.#waitingForUpstream = [];
+    for (const flush of waiting) this.#sendFlush(flush);
+  }
+
+  /**
+   * A process that was joining told its threads to send it everything; now that it knows what
+   * lies beyond, it tells them exactly (a hello with reply set, so they do not answer).
+   */
+  #greetThreadsAgain(): void {
+    for (const link of this.#links) if (link.kind === "thread" && link !== this.#upstream) this.#sayHello(link, 1);
+  }
+
+  /** While joining, what a thread sent here goes up too: the hubs above know who wants it. */
+  #upWhileJoining(envelope: Envelope, holders: readonly Link[] | undefined): void {
+    const upstream = this.#upstream;
+    if (upstream === undefined) this.#hold(envelope);
+    else if (holders === undefined || !holders.includes(upstream)) this.#send(upstream, envelope);
   }
 
   /** Closes every link; the hub routes nothing more. */
@@ -221,16 +258,15 @@ export class Hub implements LinkHandler {
     const holders = this.#holders.get(scope)?.get(topic);
     if (threadDispatchers.forwardAll) {
       const envelope = Envelope.ofValue(scope, topic, value);
-      if (this.#isThread) {
+      if (this.#isThread && !this.#welcomed) {
         // A joining thread waits for its main thread's welcome, which brings what lies beyond
         // and its direct links to the other threads; then it routes what waited.
         this.#hold(envelope);
         return;
       }
-      // A joining process sends everything up: the hubs above know who wants what.
-      const upstream = this.#upstream;
-      if (upstream === undefined) this.#hold(envelope);
-      else if (holders === undefined || !holders.includes(upstream)) this.#send(upstream, envelope);
+      // A joining process sends everything up, and so does a thread whose main thread asked
+      // for everything while it joins its parent: the hubs above know who wants what.
+      this.#upWhileJoining(envelope, holders);
       if (holders !== undefined) this.#route(envelope, holders, undefined);
       return;
     }
@@ -239,15 +275,16 @@ export class Hub implements LinkHandler {
   }
 
   #hold(envelope: Envelope): void {
-    if (this.#early.length < this.#maxQueue) this.#early.push(envelope);
-    else this.#closedCounters.droppedQueueFull++;
+    if (this.#early.length < this.maxQueue) this.#early.push(envelope);
+    else this.#hubCounters.droppedQueueFull++;
   }
 
   /** Resolves once all that this thread sent so far has reached the root, and the root synced. */
   flush(): Promise<void> {
     const flushed = new Promise<void>((resolve, reject) => {
       const flush: PendingFlush = { resolve, reject };
-      if (this.#upstream !== undefined) this.#sendFlush(flush);
+      // A joining thread sends its flush after what it held back, once welcomed.
+      if (this.#upstream !== undefined && !(this.#isThread && !this.#welcomed)) this.#sendFlush(flush);
       else if (this.#expectsUpstream) this.#waitingForUpstream.push(flush);
       else this.#runSync(resolve);
     });
@@ -271,7 +308,7 @@ export class Hub implements LinkHandler {
       case "i":
         return this.#setLinkInterest(link, frame[1], frame[2], frame[3] === 1);
       case "h":
-        return this.#onHello(link, frame[3], frame[4]);
+        return this.#onHello(link, frame[3], frame[4], frame[5] === 1);
       case "f":
         return this.#onFlushRequest(link, frame[1]);
       case "F": {
@@ -287,6 +324,8 @@ export class Hub implements LinkHandler {
         return this.#syncAnswered(frame[1], link);
       case "p":
         return this.#onPeer(link, frame[1], frame[2], frame[3], frame[4], frame[5]);
+      case "b":
+        return this.#onBye(link);
     }
   }
 
@@ -294,7 +333,7 @@ export class Hub implements LinkHandler {
   onClose(link: Link): void {
     if (!this.#links.delete(link)) return;
     this.#portLinks = this.#portLinks.filter((other) => other !== link);
-    addCounters(this.#closedCounters, link.counters);
+    addCounters(this.#hubCounters, link.counters);
     for (const [scope, topics] of [...this.#holders]) {
       for (const [topic, holders] of [...topics]) {
         if (holders.includes(link)) this.#setLinkInterest(link, scope, topic, false);
@@ -303,17 +342,54 @@ export class Hub implements LinkHandler {
     for (const [id] of this.#syncs) this.#syncAnswered(id, link);
     if (link === this.#upstream) {
       this.#upstream = undefined;
-      // A thread that failed to join tries again with a new link: its flushes wait for that.
-      if (!this.#closed) {
-        threadDispatchers.forwardAll = this.#expectsUpstream;
-        this.#waitingForUpstream.push(...this.#flushes.values());
-      } else {
-        const error = new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed");
-        for (const flush of this.#flushes.values()) flush.reject(error);
-      }
-      this.#flushes.clear();
+      this.#upstreamLost();
     }
     debug("[%s] link %d (%s) closed", this.node, link.id, link.kind);
+  }
+
+  /**
+   * The far side's hub went away (its relay closed) but the channel stays: forget what it
+   * wanted, skip it in syncs, and keep listening — a hub started there later says hello.
+   */
+  #onBye(link: Link): void {
+    if (link === this.#upstream && link.kind === "thread") {
+      // A thread's main thread closed its relay: its port is going; join again from scratch.
+      link.close();
+      return;
+    }
+    link.greeted = false;
+    for (const [scope, topics] of [...this.#holders]) {
+      for (const [topic, holders] of [...topics]) if (holders.includes(link)) this.#setLinkInterest(link, scope, topic, false);
+    }
+    for (const [id] of this.#syncs) this.#syncAnswered(id, link);
+    if (link === this.#upstream) this.#upstreamLost();
+  }
+
+  /**
+   * The upstream hub is gone (its link closed, or it said bye). Flushes it had not answered
+   * fail with ERR_ROAR_CLOSED — unless it never welcomed us (a thread's join that failed), in
+   * which case they were never taken in and wait for the next upstream. A thread also drops
+   * its direct links, which its main thread makes anew when it joins again.
+   */
+  #upstreamLost(): void {
+    if (this.#closed) {
+      const error = new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed");
+      for (const flush of this.#flushes.values()) flush.reject(error);
+    } else if (!this.#welcomed) {
+      this.#waitingForUpstream.push(...this.#flushes.values());
+    } else {
+      const error = new RoarError("ERR_ROAR_CLOSED", "the parent relay closed before the flush completed");
+      for (const flush of this.#flushes.values()) flush.reject(error);
+    }
+    this.#flushes.clear();
+    this.#welcomed = false;
+    this.#upstreamWantsAll = false;
+    if (this.#closed) return;
+    threadDispatchers.forwardAll = this.#expectsUpstream;
+    if (this.#isThread) {
+      for (const other of [...this.#links]) if (other !== this.#upstream) other.close();
+    }
+    this.onUpstreamLost?.();
   }
 
   #onMessage(from: Link, scope: Scope, topic: Topic, payload: unknown): void {
@@ -331,26 +407,27 @@ export class Hub implements LinkHandler {
 
   /** Sends `envelope` to every holder but `from`, and to local subscribers when it came from a link. */
   #route(envelope: Envelope, holders: readonly Link[] | undefined, from: Link | undefined): void {
+    let undecodable = false;
     if (holders !== undefined) {
       // What came from a thread went straight to every other thread that wanted it.
       const fromThread = from?.kind === "thread";
       for (const link of holders) {
         if (link === from || (fromThread && link.kind === "thread")) continue;
-        if (!this.#send(link, envelope)) return;
+        // A payload that cannot be decoded still goes, as it is, to links that carry it encoded.
+        if (!this.#send(link, envelope)) undecodable = true;
       }
     }
-    if (from === undefined) return;
-    const dispatcher = threadDispatchers.get(envelope.scope);
-    if (dispatcher === undefined || !dispatcher.hasSubscribers(envelope.topic)) return;
-    let value: unknown;
-    try {
-      value = envelope.value;
-    } catch (error) {
-      this.#closedCounters.droppedUndecodable++;
-      debug("[%s] undecodable payload dropped: %o", this.node, error);
-      return;
+    if (from?.kind === "thread" && !this.#isThread && this.#joining) this.#upWhileJoining(envelope, holders);
+    const dispatcher = from === undefined ? undefined : threadDispatchers.get(envelope.scope);
+    if (dispatcher !== undefined && dispatcher.hasSubscribers(envelope.topic)) {
+      try {
+        dispatcher.deliverLocal(envelope.topic, envelope.value);
+      } catch (error) {
+        undecodable = true;
+        debug("[%s] undecodable payload dropped: %o", this.node, error);
+      }
     }
-    dispatcher.deliverLocal(envelope.topic, value);
+    if (undecodable) this.#hubCounters.droppedUndecodable++;
   }
 
   /** Sends `envelope` on `link` in the link's form; `false` when its payload cannot be decoded. */
@@ -360,17 +437,23 @@ export class Hub implements LinkHandler {
       return true;
     } catch (error) {
       // Only decoding can throw here: a payload from another process that is not valid.
-      this.#closedCounters.droppedUndecodable++;
-      debug("[%s] undecodable payload dropped: %o", this.node, error);
+      debug("[%s] undecodable payload not sent on link %d: %o", this.node, link.id, error);
       return false;
     }
   }
 
-  #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[]): void {
+  #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[], wantsAll: boolean): void {
     link.greeted = true;
+    if (link === this.#upstream && this.#isThread) {
+      this.#upstreamWantsAll = wantsAll;
+      threadDispatchers.forwardAll = wantsAll || !this.#welcomed;
+    }
     // The upstream hub's hello says exactly what lies beyond it: no need to send it everything.
-    const welcome = link === this.#upstream && threadDispatchers.forwardAll;
-    if (welcome) threadDispatchers.forwardAll = false;
+    const welcome = link === this.#upstream && !this.#welcomed;
+    if (welcome) {
+      this.#welcomed = true;
+      threadDispatchers.forwardAll = this.#upstreamWantsAll;
+    }
     // The hello carries the far side's whole interest: it replaces what we knew.
     const wanted = new Map<Scope, Set<Topic>>();
     for (const [scope, topic] of interest) {
@@ -384,15 +467,19 @@ export class Hub implements LinkHandler {
       }
     }
     for (const [scope, topics] of wanted) for (const topic of topics) this.#setLinkInterest(link, scope, topic, true);
+    // A thread whose hello waits for this process to be welcomed gets it then, not now.
     if (reply === 0) this.#sayHello(link, 1);
     if (welcome) {
-      // Now this hub knows what lies beyond it: route what was published while joining.
+      // Now this hub knows what lies beyond it: route what was published while joining, then
+      // send the flushes made meanwhile behind it, and welcome the threads that waited.
       const early = this.#early;
       this.#early = [];
       for (const envelope of early) {
         const holders = this.#holders.get(envelope.scope)?.get(envelope.topic);
         if (holders !== undefined) this.#route(envelope, holders, undefined);
       }
+      if (this.#isThread) this.#sendWaitingFlushes();
+      else this.#greetThreadsAgain();
     }
     if (link === this.#upstream) {
       // Flushes sent before the upstream hub listened may be lost: send them again.
@@ -426,7 +513,7 @@ export class Hub implements LinkHandler {
       port.close();
       return;
     }
-    const peer = new PortLink(port, counters, side, this.#maxQueue, doorbell);
+    const peer = new PortLink(port, counters, side, this.maxQueue, doorbell);
     this.addLink(peer);
     for (const [scope, topic] of interest) this.#setLinkInterest(peer, scope, topic, true);
   }
@@ -441,7 +528,8 @@ export class Hub implements LinkHandler {
         }
       }
     }
-    link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest]);
+    // A process still joining cannot yet say what lies beyond it: it asks its threads for all.
+    link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, link.kind === "thread" && !this.#isThread && this.#joining ? 1 : 0]);
   }
 
   #holdersOf(scope: Scope, topic: Topic): readonly Link[] {
@@ -473,9 +561,9 @@ export class Hub implements LinkHandler {
       topics.delete(topic);
       if (topics.size === 0) this.#holders.delete(scope);
     }
+    // Local interest already shows to every link: then nothing changes for them.
     const local = threadDispatchers.get(scope)?.hasSubscribers(topic) ?? false;
-    for (const other of this.#links) {
-      if (local) break; // local interest already shows to every link; nothing changes for them
+    for (const other of local ? [] : this.#links) {
       const was = Hub.#wantedBeyond(before, other);
       const is = Hub.#wantedBeyond(after, other);
       if (was !== is) other.sendControl(["i", scope, topic, is ? 1 : 0]);
@@ -500,11 +588,11 @@ export class Hub implements LinkHandler {
 
   #onFlushRequest(from: Link, id: number): void {
     const answer = (): void => from.sendControl(["F", id]);
-    if (this.#upstream === undefined) {
-      this.#runSync(answer);
-    } else if (from !== this.#upstream) {
-      this.#sendFlush({ resolve: answer, reject: () => undefined });
-    }
+    if (from === this.#upstream) return;
+    const flush: PendingFlush = { resolve: answer, reject: () => undefined };
+    if (this.#upstream !== undefined) this.#sendFlush(flush);
+    else if (this.#expectsUpstream) this.#waitingForUpstream.push(flush);
+    else this.#runSync(answer);
   }
 
   /** Sends a sync down every process link but the upstream one; `done` runs when all answered. */

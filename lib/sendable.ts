@@ -7,10 +7,11 @@
  * cycles and shared references included (an object may not have its own `__proto__`,
  * `constructor` or `prototype` key, and a Date must be valid). Properties keyed by symbols are
  * not part of a message: like JSON, both encodings leave them out. Anything else (functions, symbols, class instances,
- * errors, buffers, promises) would arrive changed or not at all, so `publish` refuses it with
+ * errors, buffers, promises, Proxies, Array subclasses) would arrive changed or not at all, so `publish` refuses it with
  * `ERR_ROAR_UNSERIALIZABLE` wherever the subscribers are: a message that works in one thread
  * works across hosts.
  */
+import { types } from "node:util";
 import { RoarError, describe } from "./errors.js";
 
 /** The deepest nesting accepted: deeper values would overflow the stack of some decoder. */
@@ -45,8 +46,10 @@ function quickValue(value: unknown, depth: number): boolean {
 
 /** `true` when `value` is surely sendable; `false` when unsure. */
 function quick(value: object, depth: number): boolean {
-  if (--budget < 0 || depth >= QUICK_DEPTH) return false;
+  // A Proxy looks like its target to every check below, but structured clone refuses it.
+  if (--budget < 0 || depth >= QUICK_DEPTH || types.isProxy(value)) return false;
   if (Array.isArray(value)) {
+    if (Object.getPrototypeOf(value) !== Array.prototype) return false;
     for (let i = 0; i < value.length; i++) if (!quickValue(value[i], depth + 1)) return false;
     return true;
   }
@@ -83,9 +86,11 @@ function check(value: unknown, path: string, seen: Set<object>, depth: number): 
 function walk(value: object, path: string, seen: Set<object>, depth = 0): void {
   if (seen.has(value)) return;
   if (depth >= MAX_DEPTH) reject(path, value, `nested deeper than ${MAX_DEPTH} levels`);
+  if (types.isProxy(value)) reject(path, value, "a Proxy, which structured clone refuses");
   seen.add(value);
   const next = depth + 1;
   if (Array.isArray(value)) {
+    if (Object.getPrototypeOf(value) !== Array.prototype) reject(path, value, "an instance of an Array subclass, which arrives as a plain Array");
     for (let i = 0; i < value.length; i++) check(value[i], `${path}[${i}]`, seen, next);
     return;
   }

@@ -323,7 +323,9 @@ describe("Dispatcher and what lies beyond the thread", () => {
 
   function fakeBeyond(calls: Call[]): Beyond {
     return {
-      interestChanged: (scope, topic, interested) => void calls.push({ kind: "interest", scope, topic, detail: interested }),
+      // What the hub reads when told: whether the thread now has a subscriber to the topic.
+      interestChanged: (scope, topic) =>
+        void calls.push({ kind: "interest", scope, topic, detail: threadDispatchers.get(scope)?.hasSubscribers(topic) ?? false }),
       forward: (scope, topic, message) => void calls.push({ kind: "forward", scope, topic, detail: message }),
       flush: () => Promise.resolve(),
     };

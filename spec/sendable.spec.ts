@@ -40,6 +40,8 @@ class Point {
   ) {}
 }
 
+class List extends Array<number> {}
+
 describe("assertSendable accepts", () => {
   it.each<[string, unknown]>([
     ["a string", "hello"],
@@ -163,6 +165,15 @@ describe("assertSendable rejects with ERR_ROAR_UNSERIALIZABLE", () => {
     ["a subclass of Map", new (class Registry extends Map {})()],
     ["a subclass of Date", new (class Day extends Date {})()],
     ["an object whose prototype is another plain object", Object.create({ inherited: 1 }) as object],
+    // A Proxy looks like its target to every check, but structured clone refuses it.
+    ["a Proxy of a plain object", new Proxy({ a: 1 }, {})],
+    ["a Proxy of a plain object inside an object", { inner: new Proxy({ a: 1 }, {}) }],
+    ["a Proxy of a plain object inside an array", [1, new Proxy({ a: 1 }, {})]],
+    ["a Proxy of a plain object in a message of more than 256 objects", { ...manyObjects(300), extra: new Proxy({ a: 1 }, {}) }],
+    // Both encodings bring an Array subclass back as a plain Array.
+    ["an instance of an Array subclass", List.from([1, 2])],
+    ["an empty instance of an Array subclass", new List()],
+    ["an instance of an Array subclass inside an object", { list: List.from([1, 2]) }],
   ])("%s", (_, value) => {
     expectUnsendable(value);
   });

@@ -59,7 +59,7 @@ export abstract class Link {
   readonly counters: LinkCounters = { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0 };
   /** Set by the hub that owns the link. */
   handler: LinkHandler | undefined;
-  /** Whether the neighbour said hello: until then it is not sent messages. */
+  /** Whether the far side's hub said hello (and not bye since): only such a hub is waited for in a sync. */
   greeted = false;
   #outbox: Frame[] = [];
   #messagesInOutbox = 0;
@@ -107,9 +107,13 @@ export abstract class Link {
     if (this.#outbox.length !== 0 && this.inFlight() === 0) this.flushOutbox();
   }
 
-  /** Closes the link from this side; the hub hears of it through `onClose`. */
+  /**
+   * Closes the link from this side, saying bye so the far side forgets what this side wanted;
+   * the hub hears of it through `onClose`.
+   */
   close(): void {
     if (this.#closed) return;
+    this.#outbox.push(["b"]);
     this.flushOutbox();
     this.closed();
   }

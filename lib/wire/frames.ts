@@ -5,12 +5,13 @@
  *
  * | frame                                   | meaning                                                  |
  * | --------------------------------------- | -------------------------------------------------------- |
- * | `["h", v, node, reply, interest]`       | hello: protocol version, node id, whether it answers a hello, and the full (scope, topic) interest of the sender towards this link |
+ * | `["h", v, node, reply, interest, all]`  | hello: protocol version, node id, whether it answers a hello, the full (scope, topic) interest of the sender towards this link, and (1) whether it wants everything for now — a process still joining its parent asks its threads for all |
  * | `["i", scope, topic, on]`               | the sender's interest in (scope, topic) began (1) or ended (0) |
  * | `["m", scope, topic, payload]`          | a message; the payload is the value itself on thread links, its superjson encoding on process links |
  * | `["M", scope, topic, payloads]`         | several messages in a row on one (scope, topic), as a batch carries them: the names are sent once |
  * | `["f", id]` / `["F", id]`               | flush: sent towards the root; answered once the root has run a sync |
  * | `["s", id]` / `["S", id]`               | sync: sent away from the root; answered once everything before it was taken in |
+ * | `["b"]`                                  | bye: the sender's hub is closing; the channel may outlive it, and a later hub there says hello again |
  * | `["p", side, port, counters, interest, doorbell]` | peer: a main thread hands a thread one end of a direct port to another thread, the shared counters, which end it is (0 or 1), what the other thread is known to want, and its doorbell; thread links only |
  *
  * A hello with a version this side does not know is still accepted: new fields are added at
@@ -26,7 +27,7 @@ export const PROTOCOL_VERSION = 1;
 export type InterestKey = readonly [Scope, Topic];
 
 /** hello: see the module docs. */
-export type HelloFrame = readonly ["h", number, string, 0 | 1, readonly InterestKey[]];
+export type HelloFrame = readonly ["h", number, string, 0 | 1, readonly InterestKey[], (0 | 1)?];
 /** A change of interest. */
 export type InterestFrame = readonly ["i", Scope, Topic, 0 | 1];
 /** A published message. */
@@ -39,8 +40,10 @@ export type FlushFrame = readonly ["f" | "F", number];
 export type SyncFrame = readonly ["s" | "S", number];
 /** An introduction to another thread of the process, with a direct port to it. */
 export type PeerFrame = readonly ["p", 0 | 1, MessagePort, Int32Array, readonly InterestKey[], Int32Array];
+/** The sender's hub is closing. */
+export type ByeFrame = readonly ["b"];
 /** Any frame. */
-export type Frame = HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame | PeerFrame;
+export type Frame = ByeFrame | HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame | PeerFrame;
 
 /**
  * Folds runs of message frames on the same (scope, topic) into one `M` frame, so a batch

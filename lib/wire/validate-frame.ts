@@ -36,6 +36,8 @@ export function isFrame(value: unknown): value is Frame {
       return value.length >= 4 && isName(value[1]) && isName(value[2]) && Array.isArray(value[3]) && value[3].length !== 0;
     case "i":
       return value.length >= 4 && isName(value[1]) && isName(value[2]) && (value[3] === 0 || value[3] === 1);
+    case "b":
+      return true;
     case "f":
     case "F":
     case "s":
@@ -57,7 +59,8 @@ export function isFrame(value: unknown): value is Frame {
         typeof value[2] === "string" &&
         value[2].length <= 256 &&
         (value[3] === 0 || value[3] === 1) &&
-        isInterestList(value[4])
+        isInterestList(value[4]) &&
+        (value[5] === undefined || value[5] === 0 || value[5] === 1)
       );
     default:
       return false;

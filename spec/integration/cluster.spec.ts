@@ -148,6 +148,67 @@ describe("cluster", () => {
     await expect(up.next({ timeout: TIMEOUT })).resolves.toEqual({ from: "w1", end: true });
   });
 
+  it("a cluster worker that closes its relay does not hold up the primary's flush, and joins again when it starts a new one", async () => {
+    const scope = testScope();
+    const N = 20;
+    await startRelay();
+    const router = createRouter(scope);
+    const up = router.subscribe("up");
+    await router.flush();
+    const { peer } = await forkWorker("w");
+    await peer.call("subscribe", { key: "down", scope, topic: "down" });
+    await peer.call("flush", { scope });
+
+    // The worker closes its relay and lives on, its IPC channel open: nothing there answers.
+    await peer.call("closeRelay", {});
+    let flushed: unknown = "pending";
+    router.flush().then(
+      () => (flushed = "resolved"),
+      (error: unknown) => (flushed = error),
+    );
+    await waitFor(() => flushed !== "pending", "the primary's flush to settle");
+    expect(flushed).toBe("resolved");
+
+    // A new relay in the worker joins the primary again, with the worker's old and new interest.
+    await peer.call("startRelay", {});
+    await peer.call("subscribe", { key: "again", scope, topic: "again" });
+    await peer.call("flush", { scope });
+    for (const topic of ["down", "again"]) {
+      for (let seq = 0; seq < N; seq++) router.publish(topic, { from: "primary", seq });
+      router.publish(topic, { from: "primary", end: true });
+    }
+    await peer.call("publish", { scope, topic: "up", from: "w", count: N, end: true });
+    expect(bySender(await peer.call("untilEnds", { key: "again", ends: ["primary"], timeout: TIMEOUT }))).toEqual(everyMessageOnce(["primary"], N));
+    expect(bySender(await peer.call("untilEnds", { key: "down", ends: ["primary"], timeout: TIMEOUT }))).toEqual(everyMessageOnce(["primary"], N));
+    expect(bySender(await untilEnds(up, ["w"]))).toEqual(everyMessageOnce(["w"], N));
+  });
+
+  it("attaching a cluster worker the relay already attached delivers each message once", async () => {
+    const scope = testScope();
+    const N = 20;
+    const relay = await startRelay();
+    const router = createRouter(scope);
+    const up = router.subscribe("up");
+    await router.flush();
+    const { peer, worker } = await forkWorker("w"); // attached by the relay when it was forked
+    relay.attach(worker);
+    relay.attach(worker);
+    await peer.call("subscribe", { key: "down", scope, topic: "down" });
+    await peer.call("flush", { scope });
+
+    await peer.call("publish", { scope, topic: "up", from: "w", count: N, end: true });
+    await peer.call("flush", { scope }); // the primary took in all of it, copies included
+    expect(bySender(await untilEnds(up, ["w"]))).toEqual(everyMessageOnce(["w"], N));
+    expect(up.receive()).toEqual({ ok: false });
+
+    for (let seq = 0; seq < N; seq++) router.publish("down", { from: "primary", seq });
+    router.publish("down", { from: "primary", end: true });
+    await router.flush(); // the worker took in all of it, copies included
+    expect(bySender(await peer.call("untilEnds", { key: "down", ends: ["primary"], timeout: TIMEOUT }))).toEqual(everyMessageOnce(["primary"], N));
+    expect(await peer.call("drain", { key: "down" })).toEqual([]);
+    expect(relay.stats().processes).toBe(1);
+  });
+
   it("delivers what a new worker publishes first, right after making its router, to a subscriber that flushed before", async () => {
     // A worker that announces itself at start-up: the primary's subscription was flushed
     // before the worker existed, so this publish is "made anywhere on the host after" it.

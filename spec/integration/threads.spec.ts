@@ -232,6 +232,60 @@ describe("worker threads", () => {
     expect(result.released).toBe(true);
   });
 
+  it("a thread that is blocked (Atomics.wait, as an idle tinypool thread) still sees, when it wakes and publishes, the interest of a thread that joined and flushed while it was blocked", async () => {
+    const scope = testScope();
+    const N = 20;
+    const host = await startHost();
+    const blocked = await host.spawnThread("blocked");
+    await blocked.call("flush", { scope });
+    await host.call("sabCreate", { key: "signal", length: 2 });
+
+    // The thread blocks until sab[1] is set; from then on its event loop gets no turn until it
+    // has published, so it learns of the new thread only from what it takes in as it publishes.
+    const publishing = blocked.call("blockThenPublish", { sabKey: "signal", timeout: TIMEOUT, scope, topic: "t", from: "blocked", count: N, end: true });
+    await host.call("sabWait", { key: "signal", index: 0, atLeast: 1, timeout: TIMEOUT });
+    const fresh = await host.spawnThread("fresh");
+    await fresh.call("subscribe", { key: "t", scope, topic: "t" });
+    await fresh.call("flush", { scope }); // a publish made anywhere on the host afterwards reaches it
+
+    await host.call("sabStore", { key: "signal", index: 1, value: 1 });
+    const result = await publishing;
+    expect(result).toEqual({ woken: "ok", eventLoopTurned: false });
+    expect(bySender(await fresh.call("untilEnds", { key: "t", ends: ["blocked"], timeout: TIMEOUT }))).toEqual(everyMessageOnce(["blocked"], N));
+    expect(await fresh.call("drain", { key: "t" })).toEqual([]);
+  });
+
+  it("after the main thread closes its relay and starts a new one, a worker thread joins again: its flush resolves and messages flow both ways", async () => {
+    const scope = testScope();
+    const N = 20;
+    const host = await startHost();
+    await host.call("subscribe", { key: "up", scope, topic: "up" });
+    await host.call("flush", { scope });
+    const thread = await host.spawnThread("t");
+    await thread.call("subscribe", { key: "down", scope, topic: "down" });
+    await thread.call("flush", { scope });
+    expect((await host.call("stats", {})).threads).toBe(1);
+
+    await host.call("closeRelay", {});
+    await host.call("startRelay", {});
+    // The thread joins the new relay by itself; wait until it has, so the flush travels on the
+    // new link (one sent on the old link before the thread heard of the close would rightly
+    // fail with ERR_ROAR_CLOSED).
+    const deadline = Date.now() + TIMEOUT;
+    while ((await host.call("stats", {})).threads !== 1) {
+      if (Date.now() > deadline) throw new Error("the thread did not join the new relay");
+    }
+    await thread.call("flushStart", { key: "f", scope });
+    await thread.call("flushWait", { key: "f", timeout: TIMEOUT });
+    expect((await host.call("stats", {})).threads).toBe(1);
+
+    // The subscriptions made before the relay closed hold on both sides.
+    await host.call("publish", { scope, topic: "down", from: "main", count: N, end: true });
+    await thread.call("publish", { scope, topic: "up", from: "t", count: N, end: true });
+    expect(bySender(await thread.call("untilEnds", { key: "down", ends: ["main"], timeout: TIMEOUT }))).toEqual(everyMessageOnce(["main"], N));
+    expect(bySender(await host.call("untilEnds", { key: "up", ends: ["t"], timeout: TIMEOUT }))).toEqual(everyMessageOnce(["t"], N));
+  });
+
   it("lets a thread started before its main thread has a relay wait, warn ERR_ROAR_NO_RELAY, then join once the main thread makes a router", async () => {
     const scope = testScope();
     const N = 20;
