@@ -83,7 +83,7 @@ export class ThreadHost {
     if (isMainThread) {
       this.#startMain();
     } else {
-      threadDispatchers.pump = (andSend) => this.hub.pumpThreads(andSend);
+      threadDispatchers.pump = (andSend) => this.hub.mesh.pump(andSend);
       this.hub.onUpstreamLost = () => this.#scheduleJoin();
       this.#joinMainThread();
     }
@@ -183,7 +183,7 @@ export class ThreadHost {
     const counters = createPortCounters();
     const link = new PortLink(port1, counters, 1, this.maxQueue);
     this.hub.addLink(link, { upstream: true });
-    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.doorbell };
+    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.mesh.doorbell };
     postMessageToThread(0, request, [port2]).then(
       () => (this.#backoffMs = MIN_JOIN_BACKOFF_MS),
       (error: { code?: string }) => {

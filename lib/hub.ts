@@ -48,10 +48,9 @@ import type { Link, LinkCounters, LinkHandler } from "./links/link.js";
 import type { Scope, Topic } from "./types.js";
 import { Envelope } from "./wire/envelope.js";
 import { isEncodedPayload } from "./wire/codec.js";
-import { PROTOCOL_VERSION, type Frame, type InterestKey } from "./wire/frames.js";
+import { PROTOCOL_VERSION, type Frame, type InterestKey, type PeerFrame } from "./wire/frames.js";
 import { debuglog } from "node:util";
-import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { createDoorbell, createPortCounters, PortLink } from "./links/port-link.js";
+import { ThreadMesh } from "./thread-mesh.js";
 
 const debug = debuglog("roar");
 
@@ -71,8 +70,6 @@ export class Hub implements LinkHandler {
   /** A random id for diagnostics, sent in hellos. */
   readonly node = `${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
   readonly #links = new Set<Link>();
-  /** The thread links of #links, as an array: pumpThreads runs before every publish in a thread. */
-  #portLinks: readonly PortLink[] = [];
   readonly #holders = new Map<Scope, Map<Topic, readonly Link[]>>();
   #upstream: Link | undefined;
   #nextId = 1;
@@ -96,8 +93,8 @@ export class Hub implements LinkHandler {
   onUpstreamLost: (() => void) | undefined;
   /** A worker thread's hub: it holds what it publishes until its main thread has welcomed it. */
   readonly #isThread: boolean;
-  readonly #doorbell = createDoorbell();
-  #lastRing = 0;
+  /** This thread's links to the other threads of its process, and its doorbell. */
+  readonly mesh = new ThreadMesh();
   #closed = false;
   #flushesUnderWay = 0;
   #keepAlive: NodeJS.Timeout | undefined;
@@ -107,35 +104,6 @@ export class Hub implements LinkHandler {
     this.#isThread = isThread;
     this.maxQueue = maxQueue;
     threadDispatchers.forwardAll = expectsUpstream;
-  }
-
-  /**
-   * Takes in what other threads already sent here, on every thread link (see PortLink), and
-   * with `andSend`, sends what waits in outboxes whose neighbour has caught up — for a thread
-   * that loops on `receive()` and never yields.
-   */
-  pumpThreads(andSend: boolean): void {
-    const links = this.#portLinks;
-    if (andSend) for (let i = 0; i < links.length; i++) (links[i] as PortLink).flushIfCaughtUp();
-    // Senders count a batch on the link before they ring, so a ring seen here means its batch
-    // is visible on its link.
-    const ring = Atomics.load(this.#doorbell, 0);
-    if (ring === this.#lastRing) return;
-    let complete = true;
-    // Taking in a peer frame adds a link (copy on write): go round again until none was added.
-    for (let pumped: readonly PortLink[] | undefined; pumped !== this.#portLinks; ) {
-      pumped = this.#portLinks;
-      for (let i = 0; i < pumped.length; i++) {
-        const link = pumped[i] as PortLink;
-        if (link.hasUnread && !link.pump()) complete = false;
-      }
-    }
-    if (complete) this.#lastRing = ring;
-  }
-
-  /** This thread's doorbell, which every link into it rings (see PortLink). */
-  get doorbell(): Int32Array {
-    return this.#doorbell;
   }
 
   /**
@@ -185,9 +153,12 @@ export class Hub implements LinkHandler {
     // A main thread introduces a new thread to every thread it has, before saying hello: the
     // new thread routes what it published while joining once that hello arrives, and by then
     // it has a direct link to every thread.
-    if (link.kind === "thread" && !this.#isThread) this.#introduce(link);
+    if (link.kind === "thread" && !this.#isThread) {
+      const others = [...this.#links].filter((other) => other.kind === "thread" && other !== this.#upstream && !other.isClosed);
+      ThreadMesh.introduce(link, others, (other) => this.#interestOf(other));
+    }
     this.#links.add(link);
-    if (link instanceof PortLink) this.#portLinks = [...this.#portLinks, link];
+    this.mesh.track(link);
     if (upstream) {
       this.#upstream = link;
       this.#welcomed = false;
@@ -323,7 +294,7 @@ export class Hub implements LinkHandler {
       case "S":
         return this.#syncAnswered(frame[1], link);
       case "p":
-        return this.#onPeer(link, frame[1], frame[2], frame[3], frame[4], frame[5]);
+        return this.#onPeer(link, frame);
       case "b":
         return this.#onBye(link);
     }
@@ -332,7 +303,7 @@ export class Hub implements LinkHandler {
   /** @internal LinkHandler */
   onClose(link: Link): void {
     if (!this.#links.delete(link)) return;
-    this.#portLinks = this.#portLinks.filter((other) => other !== link);
+    this.mesh.untrack(link);
     addCounters(this.#hubCounters, link.counters);
     for (const [scope, topics] of [...this.#holders]) {
       for (const [topic, holders] of [...topics]) {
@@ -487,18 +458,6 @@ export class Hub implements LinkHandler {
     }
   }
 
-  /** Gives `link`'s thread and every other thread of this process a direct link to each other. */
-  #introduce(link: Link): void {
-    for (const other of this.#links) {
-      if (other.kind !== "thread" || other === this.#upstream || other.isClosed) continue;
-      const { port1, port2 } = new MessageChannel();
-      const counters = createPortCounters();
-      // Each learns what the other is known to want; the other's own hello soon confirms it.
-      link.sendControl(["p", 0, port1, counters, this.#interestOf(other), doorbellOf(other)]);
-      other.sendControl(["p", 1, port2, counters, this.#interestOf(link), doorbellOf(link)]);
-    }
-  }
-
   /** Every (scope, topic) that `link`'s far side wants. */
   #interestOf(link: Link): InterestKey[] {
     const keys: InterestKey[] = [];
@@ -506,16 +465,16 @@ export class Hub implements LinkHandler {
     return keys;
   }
 
-  #onPeer(from: Link, side: 0 | 1, port: MessagePort, counters: Int32Array, interest: readonly InterestKey[], doorbell: Int32Array): void {
+  #onPeer(from: Link, frame: PeerFrame): void {
     if (from !== this.#upstream || from.kind !== "thread" || !this.#isThread) {
       // Only a thread's main thread introduces peers; anything else breaks the protocol.
       from.counters.droppedMalformed++;
-      port.close();
+      frame[2].close();
       return;
     }
-    const peer = new PortLink(port, counters, side, this.maxQueue, doorbell);
+    const peer = ThreadMesh.accept(frame, this.maxQueue);
     this.addLink(peer);
-    for (const [scope, topic] of interest) this.#setLinkInterest(peer, scope, topic, true);
+    for (const [scope, topic] of frame[4]) this.#setLinkInterest(peer, scope, topic, true);
   }
 
   #sayHello(link: Link, reply: 0 | 1): void {
@@ -616,11 +575,6 @@ export class Hub implements LinkHandler {
     this.#syncs.delete(id);
     sync.done();
   }
-}
-
-function doorbellOf(link: Link): Int32Array {
-  // Every thread link of a main thread is made with the thread's doorbell (see host.ts).
-  return (link as PortLink).farDoorbell as Int32Array;
 }
 
 function addCounters(total: LinkCounters, counters: LinkCounters): void {
