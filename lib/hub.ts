@@ -40,7 +40,13 @@
  *  - a thread introduced to a new one tells it what it wants in its own hello; until then the
  *    new thread goes by what the main thread knew. A subscription whose flush resolved is
  *    always in that picture: the flush's answer reached the subscribing thread after its
- *    introduction to the new thread, so its hello to the new thread went out first.
+ *    introduction to the new thread, so its hello to the new thread went out first;
+ *  - a process still joining its parent does not know what lies beyond it: it sends all it
+ *    publishes, and all its threads send it, up (its hello asks its threads for everything),
+ *    and says exactly what it wants once its parent's hello arrives;
+ *  - a hub that closes says bye: the far side forgets what it wanted and stops waiting for it
+ *    in syncs, but keeps listening on a channel that outlives it, where a later hub says
+ *    hello again. A thread whose main thread said bye drops all its links and joins anew.
  */
 import { threadDispatchers } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
