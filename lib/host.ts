@@ -56,14 +56,6 @@ const MAX_JOIN_BACKOFF_MS = 2000;
 /** @internal This thread's hub, its links, and how to stop them. */
 export class ThreadHost {
   readonly hub: Hub;
-  /** The bound of links made from now on; see RelayOptions.maxQueue. */
-  get maxQueue(): number {
-    return this.hub.maxQueue;
-  }
-
-  set maxQueue(maxQueue: number) {
-    this.hub.maxQueue = maxQueue;
-  }
   readonly #cleanups: (() => void)[] = [];
   readonly #attached = new WeakSet<ChildProcess>();
   #retry: NodeJS.Timeout | undefined;
@@ -87,6 +79,15 @@ export class ThreadHost {
       this.hub.onUpstreamLost = () => this.#scheduleJoin();
       this.#joinMainThread();
     }
+  }
+
+  /** The bound of links made from now on; see RelayOptions.maxQueue. */
+  get maxQueue(): number {
+    return this.hub.maxQueue;
+  }
+
+  set maxQueue(maxQueue: number) {
+    this.hub.maxQueue = maxQueue;
   }
 
   /** Attaches a forked child process (or a cluster worker) to this process's hub, once. */
@@ -228,11 +229,6 @@ let host: ThreadHost | undefined;
 /** @internal This thread's host, started on first use. */
 export function ensureHost(maxQueue = DEFAULT_MAX_QUEUE): ThreadHost {
   host ??= new ThreadHost(maxQueue);
-  return host;
-}
-
-/** @internal This thread's host, if started. */
-export function currentHost(): ThreadHost | undefined {
   return host;
 }
 

@@ -128,11 +128,6 @@ export class Hub implements LinkHandler {
     for (const flush of waiting) this.#runSync(flush.resolve);
   }
 
-  /** The link towards the root, if any. */
-  get upstream(): Link | undefined {
-    return this.#upstream;
-  }
-
   /** How many links of each kind are open. */
   linkCount(kind: Link["kind"]): number {
     let count = 0;
