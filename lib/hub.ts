@@ -404,6 +404,8 @@ export class Hub implements LinkHandler {
 
   /** Sends `envelope` on `link` in the link's form; `false` when its payload cannot be decoded. */
   #send(link: Link, envelope: Envelope): boolean {
+    // A neighbour that is too far behind costs no encoding or clone: the message is dropped first.
+    if (link.dropIfFull()) return true;
     try {
       link.sendMessage(["m", envelope.scope, envelope.topic, link.kind === "thread" ? envelope.value : envelope.encoded]);
       return true;

@@ -81,16 +81,21 @@ export abstract class Link {
     this.#enqueue(frame);
   }
 
-  /** Sends a message frame, unless the neighbour is too far behind; returns whether it was queued. */
-  sendMessage(frame: Frame): boolean {
-    if (this.inFlight() + this.#messagesInOutbox >= this.maxQueue) {
-      this.counters.droppedQueueFull++;
-      return false;
-    }
+  /**
+   * Counts a dropped message and returns `true` when the neighbour has `maxQueue` messages
+   * not yet taken in: a caller checks this before it builds (and encodes) the message.
+   */
+  dropIfFull(): boolean {
+    if (this.inFlight() + this.#messagesInOutbox < this.maxQueue) return false;
+    this.counters.droppedQueueFull++;
+    return true;
+  }
+
+  /** Sends a message frame; the caller has checked {@link Link.dropIfFull} first. */
+  sendMessage(frame: Frame): void {
     this.#messagesInOutbox++;
     this.counters.sent++;
     this.#enqueue(frame);
-    return true;
   }
 
   /** Writes out what the outbox holds now. */

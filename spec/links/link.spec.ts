@@ -61,11 +61,11 @@ describe("Link", () => {
     expect(link.writes).toHaveLength(1);
   });
 
-  it("drops and counts messages beyond maxQueue not yet taken in, but never control frames", () => {
+  it("counts a message as dropped when maxQueue messages are not yet taken in, but never holds back control frames", () => {
     const link = new FakeLink(2);
     link.caughtUp = false;
     link.pending = 2;
-    expect(link.sendMessage(message(1))).toBe(false);
+    expect(link.dropIfFull()).toBe(true);
     link.sendControl(["i", "s", "t", 1]);
     expect(link.counters.droppedQueueFull).toBe(1);
     link.flushOutbox();
