@@ -1,17 +1,10 @@
 import { describe, expect, it } from "@jest/globals";
-import { RoarError } from "../lib/errors.js";
+import type { RoarError } from "../lib/errors.js";
 import { MAX_DEPTH, assertSendable } from "../lib/sendable.js";
+import { roarError } from "./helpers.js";
 
 function expectUnsendable(value: unknown): RoarError {
-  let thrown: unknown;
-  try {
-    assertSendable(value);
-  } catch (error) {
-    thrown = error;
-  }
-  expect(thrown).toBeInstanceOf(RoarError);
-  expect((thrown as RoarError).code).toBe("ERR_ROAR_UNSERIALIZABLE");
-  return thrown as RoarError;
+  return roarError(() => assertSendable(value), "ERR_ROAR_UNSERIALIZABLE");
 }
 
 /** `levels` arrays, each holding the next: `[[[...[]...]]]`. */

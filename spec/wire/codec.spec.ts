@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@jest/globals";
 import superjson from "superjson";
-import { RoarError } from "../../lib/errors.js";
 import { decodePayload, encodePayload } from "../../lib/wire/codec.js";
+import { roarError } from "../helpers.js";
 
 describe("payload codec", () => {
   it.each<[string, unknown]>([
@@ -39,14 +39,7 @@ describe("payload codec", () => {
     ["a meta that is not an object", '{"json":1,"meta":[1]}'],
     ["a prototype-pollution path", '{"json":1,"meta":{"values":{"__proto__.polluted":["Date"]}}}'],
   ])("refuses %s with ERR_ROAR_MALFORMED", (_, payload) => {
-    let caught: unknown;
-    try {
-      decodePayload(payload);
-    } catch (error) {
-      caught = error;
-    }
-    expect(caught).toBeInstanceOf(RoarError);
-    expect((caught as RoarError).code).toBe("ERR_ROAR_MALFORMED");
+    roarError(() => decodePayload(payload), "ERR_ROAR_MALFORMED");
     expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined();
   });
 });
