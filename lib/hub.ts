@@ -109,7 +109,16 @@ export class Hub implements LinkHandler {
     this.#expectsUpstream = expectsUpstream;
     this.#isThread = isThread;
     this.maxQueue = maxQueue;
-    threadDispatchers.forwardAll = expectsUpstream;
+    this.#updateForwardAll();
+  }
+
+  /**
+   * Whether the dispatchers hand this hub every message, wanted beyond or not: while this hub
+   * joins (it does not yet know what lies beyond), and in a thread whose main thread asked for
+   * everything. Derived from the state it depends on; called after each change of it.
+   */
+  #updateForwardAll(): void {
+    threadDispatchers.forwardAll = !this.#closed && (this.#joining || this.#upstreamWantsAll);
   }
 
   /**
@@ -119,7 +128,7 @@ export class Hub implements LinkHandler {
   stopExpectingUpstream(): void {
     if (!this.#expectsUpstream || this.#upstream !== undefined) return;
     this.#expectsUpstream = false;
-    threadDispatchers.forwardAll = false;
+    this.#updateForwardAll();
     // Held for a parent that turned out not to run roar: nothing beyond this process wanted them.
     this.#early = [];
     this.#greetThreadsAgain();
@@ -164,7 +173,7 @@ export class Hub implements LinkHandler {
       this.#upstream = link;
       this.#welcomed = false;
       this.#expectsUpstream = true;
-      threadDispatchers.forwardAll = true;
+      this.#updateForwardAll();
     }
     this.#sayHello(link, 0);
     if (upstream && !this.#isThread) {
@@ -206,7 +215,7 @@ export class Hub implements LinkHandler {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    threadDispatchers.forwardAll = false;
+    this.#updateForwardAll();
     for (const link of [...this.#links]) link.close();
     const error = new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed");
     for (const flush of this.#waitingForUpstream) flush.reject(error);
@@ -306,12 +315,7 @@ export class Hub implements LinkHandler {
     if (!this.#links.delete(link)) return;
     this.mesh.untrack(link);
     addCounters(this.#hubCounters, link.counters);
-    for (const [scope, topics] of [...this.#holders]) {
-      for (const [topic, holders] of [...topics]) {
-        if (holders.includes(link)) this.#setLinkInterest(link, scope, topic, false);
-      }
-    }
-    for (const [id] of this.#syncs) this.#syncAnswered(id, link);
+    this.#forget(link);
     if (link === this.#upstream) {
       this.#upstream = undefined;
       this.#upstreamLost();
@@ -330,11 +334,14 @@ export class Hub implements LinkHandler {
       return;
     }
     link.greeted = false;
-    for (const [scope, topics] of [...this.#holders]) {
-      for (const [topic, holders] of [...topics]) if (holders.includes(link)) this.#setLinkInterest(link, scope, topic, false);
-    }
-    for (const [id] of this.#syncs) this.#syncAnswered(id, link);
+    this.#forget(link);
     if (link === this.#upstream) this.#upstreamLost();
+  }
+
+  /** Drops what `link`'s far side wanted, and stops waiting for it in every sync. */
+  #forget(link: Link): void {
+    for (const [scope, topic] of this.#interestOf(link)) this.#setLinkInterest(link, scope, topic, false);
+    for (const [id] of this.#syncs) this.#syncAnswered(id, link);
   }
 
   /**
@@ -356,8 +363,8 @@ export class Hub implements LinkHandler {
     this.#flushes.clear();
     this.#welcomed = false;
     this.#upstreamWantsAll = false;
+    this.#updateForwardAll();
     if (this.#closed) return;
-    threadDispatchers.forwardAll = this.#expectsUpstream;
     if (this.#isThread) {
       for (const other of [...this.#links]) if (other !== this.#upstream) other.close();
     }
@@ -418,15 +425,13 @@ export class Hub implements LinkHandler {
 
   #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[], wantsAll: boolean): void {
     link.greeted = true;
-    if (link === this.#upstream && this.#isThread) {
-      this.#upstreamWantsAll = wantsAll;
-      threadDispatchers.forwardAll = wantsAll || !this.#welcomed;
-    }
-    // The upstream hub's hello says exactly what lies beyond it: no need to send it everything.
+    // The upstream hub's hello says what lies beyond it: no need to send it everything, unless
+    // it asks for everything (a thread's main thread still joining its parent).
     const welcome = link === this.#upstream && !this.#welcomed;
-    if (welcome) {
+    if (link === this.#upstream) {
       this.#welcomed = true;
-      threadDispatchers.forwardAll = this.#upstreamWantsAll;
+      this.#upstreamWantsAll = this.#isThread && wantsAll;
+      this.#updateForwardAll();
     }
     // The hello carries the far side's whole interest: it replaces what we knew.
     const wanted = new Map<Scope, Set<Topic>>();
@@ -441,11 +446,11 @@ export class Hub implements LinkHandler {
       }
     }
     for (const [scope, topics] of wanted) for (const topic of topics) this.#setLinkInterest(link, scope, topic, true);
-    // A thread whose hello waits for this process to be welcomed gets it then, not now.
     if (reply === 0) this.#sayHello(link, 1);
     if (welcome) {
-      // Now this hub knows what lies beyond it: route what was published while joining, then
-      // send the flushes made meanwhile behind it, and welcome the threads that waited.
+      // Now this hub knows what lies beyond it: route what was published while joining; then a
+      // thread sends the flushes made meanwhile behind it, and a process tells its threads
+      // exactly what to send it instead of everything.
       const early = this.#early;
       this.#early = [];
       for (const envelope of early) {
