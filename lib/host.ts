@@ -20,6 +20,7 @@ import { DEFAULT_MAX_QUEUE } from "./links/link.js";
 import { IpcLink, isHelloMessage, sendIpc, type IpcChannel } from "./links/ipc-link.js";
 import { createPortCounters, PortLink } from "./links/port-link.js";
 import { PROTOCOL_VERSION } from "./wire/frames.js";
+import { HostSessions } from "./host-sessions.js";
 import { debuglog } from "node:util";
 
 const debug = debuglog("roar");
@@ -53,9 +54,27 @@ const MIN_JOIN_BACKOFF_MS = 100;
 /** The longest wait between two attempts to join the main thread, in milliseconds. */
 const MAX_JOIN_BACKOFF_MS = 2000;
 
-/** @internal This thread's hub, its links, and how to stop them. */
-export class ThreadHost {
+/**
+ * @internal What a {@link Relay} stands for: a hub that is the root of its host or a node in
+ * it, the other hosts it is linked to, and how to attach children and close.
+ */
+export interface RelayHost {
   readonly hub: Hub;
+  readonly sessions: HostSessions;
+  /** The bound of links made from now on; see RelayOptions.maxQueue. */
+  maxQueue: number;
+  /** Why this host cannot link to other hosts, if it cannot. */
+  readonly notRoot: string | undefined;
+  /** Attaches a child process, once. */
+  attach(child: ChildProcess): void;
+  /** Closes every link and stops listening for new ones. */
+  close(): void;
+}
+
+/** @internal This thread's hub, its links, and how to stop them. */
+export class ThreadHost implements RelayHost {
+  readonly hub: Hub;
+  readonly sessions: HostSessions;
   readonly #cleanups: (() => void)[] = [];
   readonly #attached = new WeakSet<ChildProcess>();
   #retry: NodeJS.Timeout | undefined;
@@ -63,7 +82,8 @@ export class ThreadHost {
   #closed = false;
 
   constructor(maxQueue: number) {
-    this.hub = new Hub({ expectsUpstream: !isMainThread || process.send !== undefined, isThread: !isMainThread, maxQueue });
+    this.hub = new Hub({ dispatchers: threadDispatchers, expectsUpstream: !isMainThread || process.send !== undefined, isThread: !isMainThread, maxQueue });
+    this.sessions = new HostSessions(this.hub, () => this.maxQueue);
     const hub = this.hub;
     const beyond: Beyond = {
       interestChanged: (scope, topic) => hub.localInterestChanged(scope, topic),
@@ -88,6 +108,12 @@ export class ThreadHost {
 
   set maxQueue(maxQueue: number) {
     this.hub.maxQueue = maxQueue;
+  }
+
+  get notRoot(): string | undefined {
+    if (cluster.isWorker) return "a cluster worker reaches other hosts through its primary";
+    if (this.hub.hasUpstream) return "this process is linked to a parent process's relay, which reaches other hosts";
+    return undefined;
   }
 
   /** Attaches a forked child process (or a cluster worker) to this process's hub, once. */
@@ -233,7 +259,7 @@ export function ensureHost(maxQueue = DEFAULT_MAX_QUEUE): ThreadHost {
 }
 
 /** @internal Forgets the host after it closed. */
-export function forgetHost(closed: ThreadHost): void {
+export function forgetHost(closed: RelayHost): void {
   if (host === closed) host = undefined;
 }
 

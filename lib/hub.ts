@@ -14,7 +14,7 @@
  *
  * Invariants:
  *  - `#holders` maps (scope, topic) to the links whose far side has a subscriber; the local
- *    dispatchers are the one more holder, read from `threadDispatchers`;
+ *    dispatchers are the one more holder;
  *  - the interest this hub announces to link L is "a local subscriber, or some holder other
  *    than L — and not a thread, when L is a thread" (#wantedBeyond): it is re-sent to every
  *    link whenever that changes, so each link's far side knows exactly what it reaches
@@ -48,9 +48,10 @@
  *    in syncs, but keeps listening on a channel that outlives it, where a later hub says
  *    hello again. A thread whose main thread said bye drops all its links and joins anew.
  */
-import { threadDispatchers } from "./dispatcher.js";
+import type { ThreadDispatchers } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
-import type { Link, LinkCounters, LinkHandler } from "./links/link.js";
+import type { HostLink } from "./links/host-link.js";
+import { addCounters, zeroCounters, type Link, type LinkCounters, type LinkHandler } from "./links/link.js";
 import type { Scope, Topic } from "./types.js";
 import { Envelope } from "./wire/envelope.js";
 import { isEncodedPayload } from "./wire/codec.js";
@@ -84,7 +85,7 @@ export class Hub implements LinkHandler {
   /** Flushes waiting for an upstream link (a thread whose main thread has no relay yet). */
   #waitingForUpstream: PendingFlush[] = [];
   readonly #syncs = new Map<number, { waiting: Set<Link>; done(): void }>();
-  readonly #hubCounters: HubCounters = { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0, droppedUndecodable: 0 };
+  readonly #hubCounters: HubCounters = { ...zeroCounters(), droppedUndecodable: 0 };
   /** Whether this hub has, or is about to get, a link towards the root. */
   #expectsUpstream: boolean;
   /** Messages published here while joining, before they could be routed; bounded by maxQueue. */
@@ -105,7 +106,11 @@ export class Hub implements LinkHandler {
   #flushesUnderWay = 0;
   #keepAlive: NodeJS.Timeout | undefined;
 
-  constructor({ expectsUpstream, isThread, maxQueue }: { expectsUpstream: boolean; isThread: boolean; maxQueue: number }) {
+  /** The dispatchers this hub serves: its thread's, or those of an isolated host. */
+  readonly #dispatchers: ThreadDispatchers;
+
+  constructor({ dispatchers, expectsUpstream, isThread, maxQueue }: { dispatchers: ThreadDispatchers; expectsUpstream: boolean; isThread: boolean; maxQueue: number }) {
+    this.#dispatchers = dispatchers;
     this.#expectsUpstream = expectsUpstream;
     this.#isThread = isThread;
     this.maxQueue = maxQueue;
@@ -118,7 +123,7 @@ export class Hub implements LinkHandler {
    * everything. Derived from the state it depends on; called after each change of it.
    */
   #updateForwardAll(): void {
-    threadDispatchers.forwardAll = !this.#closed && (this.#joining || this.#upstreamWantsAll);
+    this.#dispatchers.forwardAll = !this.#closed && (this.#joining || this.#upstreamWantsAll);
   }
 
   /**
@@ -135,6 +140,11 @@ export class Hub implements LinkHandler {
     const waiting = this.#waitingForUpstream;
     this.#waitingForUpstream = [];
     for (const flush of waiting) this.#runSync(flush.resolve);
+  }
+
+  /** Whether this hub has a link towards a root above it. */
+  get hasUpstream(): boolean {
+    return this.#upstream !== undefined;
   }
 
   /** How many links of each kind are open. */
@@ -176,6 +186,7 @@ export class Hub implements LinkHandler {
       this.#updateForwardAll();
     }
     this.#sayHello(link, 0);
+    if (isHost(link)) this.#neighboursChanged();
     if (upstream && !this.#isThread) {
       const early = this.#early;
       this.#early = [];
@@ -228,7 +239,7 @@ export class Hub implements LinkHandler {
   localInterestChanged(scope: Scope, topic: Topic): void {
     const holders = this.#holdersOf(scope, topic);
     // Local interest shows to every link; only the local flag changed, so "before" is its opposite.
-    const local = threadDispatchers.get(scope)?.hasSubscribers(topic) ?? false;
+    const local = this.#dispatchers.get(scope)?.hasSubscribers(topic) ?? false;
     for (const link of this.#links) {
       if (!Hub.#wantedBeyond(holders, link)) link.sendControl(["i", scope, topic, local ? 1 : 0]);
     }
@@ -237,7 +248,7 @@ export class Hub implements LinkHandler {
   /** Sends a message published in this thread to the links that want it. */
   forwardLocal(scope: Scope, topic: Topic, value: unknown): void {
     const holders = this.#holders.get(scope)?.get(topic);
-    if (threadDispatchers.forwardAll) {
+    if (this.#dispatchers.forwardAll) {
       const envelope = Envelope.ofValue(scope, topic, value);
       if (this.#isThread && !this.#welcomed) {
         // A joining thread waits for its main thread's welcome, which brings what lies beyond
@@ -299,7 +310,8 @@ export class Hub implements LinkHandler {
         return flush?.resolve();
       }
       case "s":
-        if (link === this.#upstream) this.#runSync(() => link.sendControl(["S", frame[1]]));
+        // A sync comes from the root of this host, or from another host (which ran its own).
+        if (link === this.#upstream || isHost(link)) this.#runSync(() => link.sendControl(["S", frame[1]]), link);
         return;
       case "S":
         return this.#syncAnswered(frame[1], link);
@@ -307,7 +319,41 @@ export class Hub implements LinkHandler {
         return this.#onPeer(link, frame);
       case "b":
         return this.#onBye(link);
+      case "n":
+        if (!isHost(link)) {
+          link.counters.droppedMalformed++;
+          return;
+        }
+        link.neighbours = new Set(frame[1]);
+        // What this hub reaches for the far side depends on the far side's neighbours.
+        return this.#sayHello(link, 1);
     }
+  }
+
+  /** A host link's connection dropped: it is kept (with its interest) but not waited for. */
+  hostAway(link: HostLink): void {
+    link.greeted = false;
+    for (const [id] of this.#syncs) this.#syncAnswered(id, link);
+  }
+
+  /** A host link has a connection again: both sides say what they want anew. */
+  hostBack(link: HostLink): void {
+    if (!this.#links.has(link)) return;
+    this.#sayHello(link, 0);
+    link.sendControl(["n", this.#hostNodes()]);
+  }
+
+  /** The node ids of the hosts this hub is linked to, away ones included. */
+  #hostNodes(): string[] {
+    const nodes: string[] = [];
+    for (const link of this.#links) if (isHost(link)) nodes.push(link.node);
+    return nodes;
+  }
+
+  /** Tells every host link which hosts this hub is linked to. */
+  #neighboursChanged(): void {
+    const nodes = this.#hostNodes();
+    for (const link of this.#links) if (isHost(link)) link.sendControl(["n", nodes]);
   }
 
   /** @internal LinkHandler */
@@ -320,6 +366,7 @@ export class Hub implements LinkHandler {
       this.#upstream = undefined;
       this.#upstreamLost();
     }
+    if (isHost(link)) this.#neighboursChanged();
     debug("[%s] link %d (%s) closed", this.node, link.id, link.kind);
   }
 
@@ -328,8 +375,9 @@ export class Hub implements LinkHandler {
    * wanted, skip it in syncs, and keep listening — a hub started there later says hello.
    */
   #onBye(link: Link): void {
-    if (link === this.#upstream && link.kind === "thread") {
+    if ((link === this.#upstream && link.kind === "thread") || isHost(link)) {
       // A thread's main thread closed its relay: its port is going; join again from scratch.
+      // Another host's relay closed: it is not away, it is gone.
       link.close();
       return;
     }
@@ -388,16 +436,14 @@ export class Hub implements LinkHandler {
   #route(envelope: Envelope, holders: readonly Link[] | undefined, from: Link | undefined): void {
     let undecodable = false;
     if (holders !== undefined) {
-      // What came from a thread went straight to every other thread that wanted it.
-      const fromThread = from?.kind === "thread";
       for (const link of holders) {
-        if (link === from || (fromThread && link.kind === "thread")) continue;
+        if (link === from || (from !== undefined && Hub.#reachedDirectly(from, link))) continue;
         // A payload that cannot be decoded still goes, as it is, to links that carry it encoded.
         if (!this.#send(link, envelope)) undecodable = true;
       }
     }
     if (from?.kind === "thread" && !this.#isThread && this.#joining) this.#upWhileJoining(envelope, holders);
-    const dispatcher = from === undefined ? undefined : threadDispatchers.get(envelope.scope);
+    const dispatcher = from === undefined ? undefined : this.#dispatchers.get(envelope.scope);
     if (dispatcher !== undefined && dispatcher.hasSubscribers(envelope.topic)) {
       try {
         dispatcher.deliverLocal(envelope.topic, envelope.value);
@@ -487,10 +533,10 @@ export class Hub implements LinkHandler {
 
   #sayHello(link: Link, reply: 0 | 1): void {
     const interest: InterestKey[] = [];
-    for (const [scope, topic] of threadDispatchers.subscribedTopics()) interest.push([scope, topic]);
+    for (const [scope, topic] of this.#dispatchers.subscribedTopics()) interest.push([scope, topic]);
     for (const [scope, topics] of this.#holders) {
       for (const [topic, holders] of topics) {
-        if (Hub.#wantedBeyond(holders, link) && !threadDispatchers.get(scope)?.hasSubscribers(topic)) {
+        if (Hub.#wantedBeyond(holders, link) && !this.#dispatchers.get(scope)?.hasSubscribers(topic)) {
           interest.push([scope, topic]);
         }
       }
@@ -505,14 +551,22 @@ export class Hub implements LinkHandler {
 
   /**
    * Whether, leaving local subscribers aside, something reached through this hub wants what
-   * `holders` want, as seen from `link`: a holder other than `link` itself, and, towards a
-   * thread, not another thread — threads of a process reach each other directly.
+   * `holders` want, as seen from `link`: a holder to which this hub forwards what comes in on
+   * `link`.
    */
   static #wantedBeyond(holders: readonly Link[], link: Link): boolean {
-    for (const holder of holders) {
-      if (holder !== link && (link.kind !== "thread" || holder.kind !== "thread")) return true;
-    }
+    for (const holder of holders) if (holder !== link && !Hub.#reachedDirectly(link, holder)) return true;
     return false;
+  }
+
+  /**
+   * Whether what comes in on `from` already reached `to` without this hub: threads of a
+   * process reach each other directly, and so do hosts that are neighbours. (A host's
+   * neighbours, as it said in its last "n" frame, are the hosts it sends to itself.)
+   */
+  static #reachedDirectly(from: Link, to: Link): boolean {
+    if (from.kind === "thread") return to.kind === "thread";
+    return isHost(from) && isHost(to) && from.neighbours.has(to.node);
   }
 
   /** Records that `link`'s far side does (or no longer does) want (scope, topic), and tells the others. */
@@ -529,19 +583,19 @@ export class Hub implements LinkHandler {
       if (topics.size === 0) this.#holders.delete(scope);
     }
     // Local interest already shows to every link: then nothing changes for them.
-    const local = threadDispatchers.get(scope)?.hasSubscribers(topic) ?? false;
+    const local = this.#dispatchers.get(scope)?.hasSubscribers(topic) ?? false;
     for (const other of local ? [] : this.#links) {
       const was = Hub.#wantedBeyond(before, other);
       const is = Hub.#wantedBeyond(after, other);
       if (was !== is) other.sendControl(["i", scope, topic, is ? 1 : 0]);
     }
     if ((before.length !== 0) !== (after.length !== 0)) {
-      if (after.length !== 0) threadDispatchers.getOrCreate(scope).setRemoteInterest(topic, true);
+      if (after.length !== 0) this.#dispatchers.getOrCreate(scope).setRemoteInterest(topic, true);
       else {
-        const dispatcher = threadDispatchers.get(scope);
+        const dispatcher = this.#dispatchers.get(scope);
         if (dispatcher !== undefined) {
           dispatcher.setRemoteInterest(topic, false);
-          threadDispatchers.forgetIfIdle(dispatcher);
+          this.#dispatchers.forgetIfIdle(dispatcher);
         }
       }
     }
@@ -562,12 +616,19 @@ export class Hub implements LinkHandler {
     else this.#runSync(answer);
   }
 
-  /** Sends a sync down every process link but the upstream one; `done` runs when all answered. */
-  #runSync(done: () => void): void {
+  /**
+   * Sends a sync down every process link but the upstream one, and to every other host that
+   * `from` does not reach itself; `done` runs when all answered.
+   */
+  #runSync(done: () => void, from?: Link): void {
     const waiting = new Set<Link>();
     // A process that has not said hello has no roar state to sync (it may never load roar);
     // when it does say hello, the answer carries everything, this sync's interest included.
-    for (const link of this.#links) if (link.kind === "process" && link.greeted && link !== this.#upstream) waiting.add(link);
+    for (const link of this.#links) {
+      if (link.kind === "thread" || !link.greeted || link === this.#upstream || link === from) continue;
+      if (from !== undefined && Hub.#reachedDirectly(from, link)) continue;
+      waiting.add(link);
+    }
     if (waiting.size === 0) {
       queueMicrotask(done);
       return;
@@ -585,9 +646,6 @@ export class Hub implements LinkHandler {
   }
 }
 
-function addCounters(total: LinkCounters, counters: LinkCounters): void {
-  total.sent += counters.sent;
-  total.received += counters.received;
-  total.droppedQueueFull += counters.droppedQueueFull;
-  total.droppedMalformed += counters.droppedMalformed;
+function isHost(link: Link): link is HostLink {
+  return link.kind === "host";
 }

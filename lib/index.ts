@@ -14,6 +14,10 @@ setRouterCreatedHook(() => void ensureHost());
 export { createRouter, createRouter as new, Router } from "./router.js";
 export { Relay, startRelay, type RelayOptions, type RelayStats } from "./relay.js";
 export { Subscription } from "./subscription.js";
+export { Host, createHost } from "./isolated-host.js";
+export { InProcessTransport, type InProcessTransportOptions } from "./transports/in-process.js";
+export { WebSocketTransport, type WebSocketTransportOptions } from "./transports/websocket.js";
+export type { Connection, ConnectionEvents, Transport, TransportContext, TransportDropReason } from "./transport.js";
 export { subscribe, on, publish } from "./functional.js";
 export { MAX_DEPTH } from "./sendable.js";
 export type {

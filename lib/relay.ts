@@ -5,7 +5,8 @@
 import type { ChildProcess } from "node:child_process";
 import type { Worker as ClusterWorker } from "node:cluster";
 import { RoarError, describe } from "./errors.js";
-import { assertMainThread, ensureHost, forgetHost, type ThreadHost } from "./host.js";
+import { assertMainThread, ensureHost, forgetHost, type RelayHost } from "./host.js";
+import type { Transport } from "./transport.js";
 import { assertOptions } from "./validate.js";
 
 /** Options of {@link startRelay}. */
@@ -17,6 +18,12 @@ export interface RelayOptions {
    * @defaultValue 65536
    */
   maxQueue?: number;
+  /**
+   * Transports that link this host to others (see {@link Transport}); started before the
+   * returned promise resolves. Only a host's root process (its cluster primary, or a lone
+   * process) links to other hosts.
+   */
+  transports?: readonly Transport[];
 }
 
 /** Counters of a relay, from {@link Relay.stats}. */
@@ -25,6 +32,10 @@ export interface RelayStats {
   threads: number;
   /** Other processes (cluster workers, attached children, the parent) linked now. */
   processes: number;
+  /** Other hosts linked now. */
+  hosts: number;
+  /** Other hosts whose connection dropped and that may come back (see `Transport.awayTimeout`). */
+  hostsAway: number;
   /** Messages sent over links. */
   sent: number;
   /** Messages received over links. */
@@ -37,22 +48,31 @@ export interface RelayStats {
     malformed: number;
     /** Payloads from another process that could not be decoded. */
     undecodable: number;
+    /** Messages larger than the host they were for accepts, and frames larger than this host accepts. */
+    oversized: number;
+    /** Connections from other hosts refused for a wrong or missing token. */
+    unauthenticated: number;
+    /** Messages sent to a host that went away for good before acknowledging them. */
+    disconnected: number;
   };
 }
 
-const relays = new WeakMap<ThreadHost, Relay>();
+const relays = new WeakMap<RelayHost, Relay>();
 
 /**
  * The relay of this process: links its worker threads, cluster workers and attached children
  * so that a publish reaches every subscriber of its scope on the host.
  */
 export class Relay implements AsyncDisposable {
-  readonly #host: ThreadHost;
+  readonly #host: RelayHost;
+  readonly #onClose: () => void;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   /** @internal Use {@link startRelay}. */
-  constructor(host: ThreadHost) {
+  constructor(host: RelayHost, onClose: () => void) {
     this.#host = host;
+    this.#onClose = onClose;
   }
 
   /** `true` once {@link Relay.close} was called. */
@@ -89,31 +109,50 @@ export class Relay implements AsyncDisposable {
   stats(): RelayStats {
     const hub = this.#host.hub;
     const counters = hub.counters();
+    const sessions = this.#host.sessions;
+    const hosts = sessions.hostCount();
     return {
       threads: hub.linkCount("thread"),
       processes: hub.linkCount("process"),
+      hosts: hosts.linked,
+      hostsAway: hosts.away,
       sent: counters.sent,
       received: counters.received,
       dropped: {
         queueFull: counters.droppedQueueFull,
-        malformed: counters.droppedMalformed,
+        malformed: counters.droppedMalformed + sessions.counters.malformed,
         undecodable: counters.droppedUndecodable,
+        oversized: counters.droppedOversized + sessions.counters.oversized,
+        unauthenticated: sessions.counters.unauthenticated,
+        disconnected: counters.droppedDisconnected,
       },
     };
   }
 
   /**
-   * Unlinks every thread and process; routers of this process then reach only their own
-   * thread. A later router or {@link startRelay} starts a new relay. Calling it again does
-   * nothing.
+   * Unlinks every thread, process and host, and stops the transports; routers of this process
+   * then reach only their own thread. A later router or {@link startRelay} starts a new relay.
+   * Calling it again returns the same promise.
    */
   close(): Promise<void> {
-    if (!this.#closed) {
+    if (this.#closing === undefined) {
       this.#closed = true;
+      // Links say bye first, over connections the transports still hold.
       this.#host.close();
-      forgetHost(this.#host);
+      this.#onClose();
+      this.#closing = this.#host.sessions.close();
     }
-    return Promise.resolve();
+    return this.#closing;
+  }
+
+  /** @internal Starts `transports`, after checking them. */
+  async addTransports(transports: readonly Transport[]): Promise<void> {
+    if (transports.length === 0) return;
+    const notRoot = this.#host.notRoot;
+    if (notRoot !== undefined) {
+      throw new RoarError("ERR_ROAR_UNSUPPORTED", `transports run in a host's root process (its cluster primary, or a lone process): ${notRoot}`);
+    }
+    await Promise.all(transports.map((transport) => this.#host.sessions.start(transport)));
   }
 
   /** Closes the relay (`await using relay = await startRelay()`). */
@@ -137,16 +176,33 @@ export class Relay implements AsyncDisposable {
  * for (let i = 0; i < 4; i++) cluster.fork();
  * ```
  */
-export function startRelay(options: RelayOptions = {}): Promise<Relay> {
+export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   assertMainThread("startRelay()");
-  assertOptions(options, "options", ["maxQueue"]);
-  const { maxQueue } = options as RelayOptions;
+  const relay = relayOf(ensureHost(), options, forgetHost);
+  await relay.addTransports(options.transports ?? []);
+  return relay;
+}
+
+/** @internal The relay of `host`, made on first use, with `options` applied (checked first). */
+export function relayOf(host: RelayHost, options: RelayOptions, onClose: (host: RelayHost) => void): Relay {
+  assertOptions(options, "options", ["maxQueue", "transports"]);
+  const { maxQueue, transports } = options as RelayOptions;
   if (maxQueue !== undefined && !(Number.isSafeInteger(maxQueue) && maxQueue >= 1)) {
     throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.maxQueue\` must be an integer ≥ 1, got ${describe(maxQueue)}`);
   }
-  const host = ensureHost();
+  if (transports !== undefined && !(Array.isArray(transports) && transports.every(isTransport))) {
+    throw new RoarError(
+      "ERR_ROAR_INVALID_OPTION",
+      `\`options.transports\` must be an array of transports (objects with \`start\` and \`close\` methods), got ${describe(transports)}`,
+    );
+  }
   if (maxQueue !== undefined) host.maxQueue = maxQueue;
   let relay = relays.get(host);
-  if (relay === undefined) relays.set(host, (relay = new Relay(host)));
-  return Promise.resolve(relay);
+  if (relay === undefined) relays.set(host, (relay = new Relay(host, () => onClose(host))));
+  return relay;
+}
+
+function isTransport(value: unknown): value is Transport {
+  const transport = value as Partial<Transport> | null;
+  return typeof transport === "object" && transport !== null && typeof transport.start === "function" && typeof transport.close === "function";
 }

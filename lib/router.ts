@@ -4,7 +4,7 @@
  * A router is thin: it checks arguments, keeps what it made (so `close()` can undo it) and
  * counts, and leaves delivery to its thread's {@link Dispatcher} for the scope.
  */
-import { threadDispatchers, type Dispatcher } from "./dispatcher.js";
+import { threadDispatchers, type Dispatcher, type ThreadDispatchers } from "./dispatcher.js";
 import { RoarError, describe } from "./errors.js";
 import { assertSendable } from "./sendable.js";
 import { CallbackSubscriber, Subscription, type Subscriber, type SubscriptionOwner } from "./subscription.js";
@@ -31,6 +31,7 @@ export class Router implements Disposable {
   /** The default buffer size of the subscriptions this router makes. */
   readonly capacity: number;
   readonly #onError: RouterOptions["onError"];
+  readonly #dispatchers: ThreadDispatchers;
   readonly #dispatcher: Dispatcher;
   /** What this router made, by topic, so close() can cancel it. */
   readonly #made = new Map<Topic, Set<Subscriber & { cancel(): void }>>();
@@ -40,8 +41,8 @@ export class Router implements Disposable {
   #delivered = 0;
   #overflow = 0;
 
-  /** @internal Use {@link createRouter}. */
-  constructor(options: RouterOptions) {
+  /** @internal Use {@link createRouter} (or `Host.createRouter`, which passes its own dispatchers). */
+  constructor(options: RouterOptions, dispatchers: ThreadDispatchers = threadDispatchers) {
     assertOptions(options, "options", ["scope", "capacity", "onError"]);
     assertScope(options.scope);
     assertCapacity(options.capacity);
@@ -49,15 +50,16 @@ export class Router implements Disposable {
     this.scope = options.scope;
     this.capacity = options.capacity;
     this.#onError = options.onError;
-    this.#dispatcher = threadDispatchers.acquire(this.scope);
+    this.#dispatchers = dispatchers;
+    this.#dispatcher = dispatchers.acquire(this.scope);
     this.#owner = {
       detach: (topic, subscriber) => this.#detach(topic, subscriber),
       countDelivered: () => void this.#delivered++,
       countOverflow: () => void this.#overflow++,
       reportError: (error, info) => this.#reportError(error, info),
-      pump: () => threadDispatchers.pump?.(true),
+      pump: () => dispatchers.pump?.(true),
     };
-    onRouterCreated?.();
+    if (dispatchers === threadDispatchers) onRouterCreated?.();
   }
 
   /** `true` once {@link Router.close} was called. */
@@ -157,7 +159,7 @@ export class Router implements Disposable {
    * ```
    */
   flush(): Promise<void> {
-    return threadDispatchers.beyond?.flush() ?? Promise.resolve();
+    return this.#dispatchers.beyond?.flush() ?? Promise.resolve();
   }
 
   /** Counters of this router: published, delivered, and dropped by reason. */
@@ -175,7 +177,7 @@ export class Router implements Disposable {
     for (const subscribers of [...this.#made.values()]) {
       for (const subscriber of [...subscribers]) subscriber.cancel();
     }
-    threadDispatchers.release(this.#dispatcher);
+    this.#dispatchers.release(this.#dispatcher);
   }
 
   /** Closes the router (`using router = createRouter(...)`). */

@@ -19,9 +19,13 @@ describe("the package entry", () => {
   it("exports exactly the public names", () => {
     expect(Object.keys(roar).sort()).toEqual(
       [
+        "Host",
+        "InProcessTransport",
         "MAX_DEPTH",
         "MAX_NAME_LENGTH",
         "Relay",
+        "WebSocketTransport",
+        "createHost",
         "RoarError",
         "Router",
         "Subscription",

@@ -44,6 +44,25 @@ export interface LinkCounters {
   droppedQueueFull: number;
   /** Frames from the neighbour that were malformed and dropped. */
   droppedMalformed: number;
+  /** Messages not sent because they were larger than the neighbour accepts (host links). */
+  droppedOversized: number;
+  /** Messages sent to a host that went away for good before it acknowledged them (host links). */
+  droppedDisconnected: number;
+}
+
+/** Counters that all start at zero. */
+export function zeroCounters(): LinkCounters {
+  return { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0, droppedOversized: 0, droppedDisconnected: 0 };
+}
+
+/** Adds `counters` into `total`. */
+export function addCounters(total: LinkCounters, counters: LinkCounters): void {
+  total.sent += counters.sent;
+  total.received += counters.received;
+  total.droppedQueueFull += counters.droppedQueueFull;
+  total.droppedMalformed += counters.droppedMalformed;
+  total.droppedOversized += counters.droppedOversized;
+  total.droppedDisconnected += counters.droppedDisconnected;
 }
 
 let nextLinkId = 1;
@@ -52,11 +71,14 @@ let nextLinkId = 1;
 export abstract class Link {
   /** Unique within the process, for diagnostics. */
   readonly id = nextLinkId++;
-  /** `thread`: a thread of this process (values travel by structured clone); `process`: another process (values travel encoded). */
-  abstract readonly kind: "thread" | "process";
+  /**
+   * `thread`: a thread of this process (values travel by structured clone); `process`: another
+   * process of the host; `host`: another host's relay (both of the latter carry values encoded).
+   */
+  abstract readonly kind: "thread" | "process" | "host";
   /** Messages sent and not yet taken in, at most. */
   readonly maxQueue: number;
-  readonly counters: LinkCounters = { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0 };
+  readonly counters: LinkCounters = zeroCounters();
   /** Set by the hub that owns the link. */
   handler: LinkHandler | undefined;
   /** Whether the far side's hub said hello (and not bye since): only such a hub is waited for in a sync. */

@@ -13,6 +13,11 @@
  * | `["s", id]` / `["S", id]`               | sync: sent away from the root; answered once everything before it was taken in |
  * | `["b"]`                                  | bye: the sender's hub is closing; the channel may outlive it, and a later hub there says hello again |
  * | `["p", side, port, counters, interest, doorbell]` | peer: a main thread hands a thread one end of a direct port to another thread, the shared counters, which end it is (0 or 1), what the other thread is known to want, and its doorbell; thread links only |
+ * | `["n", nodes]`                          | neighbours: the node ids of every host the sender is linked to; host links only, sent after each change |
+ *
+ * Host links also carry session frames, which the link itself reads (see `host-link.ts`):
+ * `["H", v, node, maxPayload]` (handshake), `["R", session, yourSession, received]` (resume)
+ * and `["A", received]` (acknowledgement).
  *
  * A hello with a version this side does not know is still accepted: new fields are added at
  * the end of a frame, and old readers ignore what they do not know (pg's `discover` rule).
@@ -42,8 +47,10 @@ export type SyncFrame = readonly ["s" | "S", number];
 export type PeerFrame = readonly ["p", 0 | 1, MessagePort, Int32Array, readonly InterestKey[], Int32Array];
 /** The sender's hub is closing. */
 export type ByeFrame = readonly ["b"];
+/** The node ids of every host the sender is linked to. */
+export type NeighboursFrame = readonly ["n", readonly string[]];
 /** Any frame. */
-export type Frame = ByeFrame | HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame | PeerFrame;
+export type Frame = ByeFrame | HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame | PeerFrame | NeighboursFrame;
 
 /**
  * Folds runs of message frames on the same (scope, topic) into one `M` frame, so a batch

@@ -23,6 +23,20 @@ function isInterestList(value: unknown): boolean {
   return true;
 }
 
+/** The longest node id accepted. */
+export const MAX_NODE_LENGTH = 256;
+
+/** Whether `value` is a node id. */
+export function isNode(value: unknown): value is string {
+  return typeof value === "string" && value.length !== 0 && value.length <= MAX_NODE_LENGTH;
+}
+
+function isNodeList(value: unknown): boolean {
+  if (!Array.isArray(value)) return false;
+  for (const node of value) if (!isNode(node)) return false;
+  return true;
+}
+
 /**
  * Whether `value` is a well-formed frame. Frames may carry extra trailing fields from newer
  * versions; they are ignored.
@@ -38,6 +52,8 @@ export function isFrame(value: unknown): value is Frame {
       return value.length >= 4 && isName(value[1]) && isName(value[2]) && (value[3] === 0 || value[3] === 1);
     case "b":
       return true;
+    case "n":
+      return value.length >= 2 && isNodeList(value[1]);
     case "f":
     case "F":
     case "s":
@@ -57,7 +73,7 @@ export function isFrame(value: unknown): value is Frame {
         value.length >= 5 &&
         isId(value[1]) &&
         typeof value[2] === "string" &&
-        value[2].length <= 256 &&
+        value[2].length <= MAX_NODE_LENGTH &&
         (value[3] === 0 || value[3] === 1) &&
         isInterestList(value[4]) &&
         (value[5] === undefined || value[5] === 0 || value[5] === 1)

@@ -1,0 +1,190 @@
+/**
+ * HostSessions: the hosts a relay is linked to, and the handshake that tells connections
+ * from transports apart by the host at the far end.
+ *
+ * Every connection starts with a handshake, `["H", version, node, maxPayload]`, from both
+ * sides. Then the connection belongs to the {@link HostLink} of that node: a new one (which
+ * joins the hub), or one that was away (which resumes). Two connections to one host — two
+ * hosts that list each other as peers, or a host that dialled again before this side saw its
+ * old connection drop — are settled the same way on both sides: the connection dialled by the
+ * host with the smaller node id stays, unless both were dialled by the same side, where the
+ * newer one stays (the older one is likely dead).
+ */
+import type { Hub } from "./hub.js";
+import { HostLink, type HostLinkEvents } from "./links/host-link.js";
+import type { Connection, ConnectionEvents, Transport, TransportContext, TransportDropReason } from "./transport.js";
+import { PROTOCOL_VERSION } from "./wire/frames.js";
+import { isNode } from "./wire/validate-frame.js";
+
+/** How long a host that dropped its connection keeps its place, by default, in milliseconds. */
+export const DEFAULT_AWAY_TIMEOUT_MS = 30_000;
+/** How long a new connection may take to send its handshake, in milliseconds. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** What was dropped before it reached a host link. */
+export interface SessionCounters {
+  malformed: number;
+  oversized: number;
+  unauthenticated: number;
+}
+
+type Handshake = readonly ["H", number, string, number];
+
+function isHandshake(value: unknown): value is Handshake {
+  return (
+    Array.isArray(value) &&
+    value[0] === "H" &&
+    Number.isSafeInteger(value[1]) &&
+    (value[1] as number) >= 1 &&
+    isNode(value[2]) &&
+    Number.isSafeInteger(value[3]) &&
+    (value[3] as number) >= 1
+  );
+}
+
+/** @internal */
+export class HostSessions {
+  readonly #hub: Hub;
+  readonly #maxQueue: () => number;
+  readonly #links = new Map<string, HostLink>();
+  /** The node that last answered at each address this host dialled. */
+  readonly #dialled = new Map<string, string>();
+  readonly #transports: Transport[] = [];
+  readonly #warned = new Set<string>();
+  readonly counters: SessionCounters = { malformed: 0, oversized: 0, unauthenticated: 0 };
+  readonly #events: HostLinkEvents = {
+    away: (link) => this.#hub.hostAway(link),
+    back: (link) => this.#hub.hostBack(link),
+    oversized: (link, bytes) =>
+      this.#warn(
+        `a message of ${bytes} bytes is larger than host ${link.node} accepts; it was dropped (counted in relay.stats().dropped.oversized). Raise that host's \`maxPayload\` to send it.`,
+        "ERR_ROAR_OVERSIZED",
+      ),
+    gone: (link) => {
+      if (this.#links.get(link.node) === link) this.#links.delete(link.node);
+    },
+  };
+  #closed = false;
+
+  constructor(hub: Hub, maxQueue: () => number) {
+    this.#hub = hub;
+    this.#maxQueue = maxQueue;
+  }
+
+  /** The transports started so far. */
+  get transports(): readonly Transport[] {
+    return this.#transports;
+  }
+
+  /** Starts `transport`; resolves once it listens. */
+  async start(transport: Transport): Promise<void> {
+    if (this.#transports.includes(transport)) return;
+    this.#transports.push(transport);
+    const context: TransportContext = {
+      node: this.#hub.node,
+      connected: (connection) => this.#connected(connection, transport),
+      isLinked: (address) => {
+        const node = this.#dialled.get(address);
+        return node !== undefined && this.#links.get(node)?.connection !== undefined;
+      },
+      dropped: (reason: TransportDropReason) => void this.counters[reason]++,
+      warn: (message, code) => this.#warn(message, code),
+    };
+    await transport.start(context);
+  }
+
+  /** How many hosts are linked now, and how many are away. */
+  hostCount(): { linked: number; away: number } {
+    let linked = 0;
+    for (const link of this.#links.values()) if (link.connected) linked++;
+    return { linked, away: this.#links.size - linked };
+  }
+
+  /** Stops every transport; the hub closes the links. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled(this.#transports.map((transport) => transport.close()));
+  }
+
+  #connected(connection: Connection, transport: Transport): ConnectionEvents {
+    if (this.#closed) {
+      connection.close("roar: the relay is closed");
+      return { receive: noop, closed: noop };
+    }
+    const maxPayload = connection.maxPayload ?? Number.MAX_SAFE_INTEGER;
+    connection.send(JSON.stringify([["H", PROTOCOL_VERSION, this.#hub.node, maxPayload]]), noop);
+    let link: HostLink | undefined;
+    const timer = setTimeout(() => {
+      this.counters.malformed++;
+      connection.close("roar: protocol error: no handshake in time");
+    }, HANDSHAKE_TIMEOUT_MS);
+    timer.unref();
+    return {
+      receive: (text) => {
+        if (link !== undefined) return link.receive(connection, text);
+        clearTimeout(timer);
+        let handshake: unknown;
+        try {
+          handshake = (JSON.parse(text) as unknown[])[0];
+        } catch {
+          handshake = undefined;
+        }
+        if (!isHandshake(handshake)) {
+          this.counters.malformed++;
+          connection.close("roar: protocol error: expected a handshake");
+          return;
+        }
+        link = this.#linkFor(connection, handshake, transport);
+      },
+      closed: () => {
+        clearTimeout(timer);
+        link?.connectionClosed(connection);
+      },
+    };
+  }
+
+  #linkFor(connection: Connection, [, , node, peerMaxPayload]: Handshake, transport: Transport): HostLink | undefined {
+    if (node === this.#hub.node) {
+      connection.close("roar: a host cannot link to itself");
+      return undefined;
+    }
+    if (connection.dialled !== undefined) {
+      const before = this.#dialled.get(connection.dialled);
+      this.#dialled.set(connection.dialled, node);
+      // A new process answers where another one did: the old one is not coming back.
+      if (before !== undefined && before !== node) this.#links.get(before)?.expire();
+    }
+    const existing = this.#links.get(node);
+    if (existing === undefined) {
+      const link = new HostLink(node, this.#maxQueue(), transport.awayTimeout ?? DEFAULT_AWAY_TIMEOUT_MS, this.#events);
+      this.#links.set(node, link);
+      link.attach(connection, peerMaxPayload);
+      this.#hub.addLink(link);
+      return link;
+    }
+    const current = existing.connection;
+    if (current !== undefined && !this.#prefers(connection, current, node)) {
+      connection.close("roar: duplicate connection: these hosts are already linked");
+      return undefined;
+    }
+    existing.attach(connection, peerMaxPayload);
+    return existing;
+  }
+
+  /** Whether `candidate` should replace `current` as the connection to `node`. */
+  #prefers(candidate: Connection, current: Connection, node: string): boolean {
+    const candidateMine = candidate.dialled !== undefined;
+    const currentMine = current.dialled !== undefined;
+    if (candidateMine === currentMine) return true;
+    const smallerIsMe = this.#hub.node < node;
+    return candidateMine === smallerIsMe;
+  }
+
+  #warn(message: string, code: string): void {
+    if (this.#warned.has(code)) return;
+    this.#warned.add(code);
+    process.emitWarning(message, { type: "RoarWarning", code });
+  }
+}
+
+function noop(): void {}

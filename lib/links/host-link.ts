@@ -1,0 +1,345 @@
+/**
+ * HostLink: a link to another host's relay, over whatever connection a Transport provides.
+ *
+ * A host link outlives its connections. When one drops, the link is *away*: the hub keeps the
+ * far side's interest, and messages for it wait (within `maxQueue`) until a connection to the
+ * same host opens again, when both sides *resume*: each says how many messages it has received
+ * in this session, and each resends what the other has not. So a dropped connection loses
+ * nothing, and nothing arrives twice. A host that stays away longer than `awayTimeout` (or
+ * comes back as a new process) is gone for good; what it had not acknowledged is counted in
+ * `droppedDisconnected`.
+ *
+ * Session frames, read here and never seen by the hub:
+ *  - `["R", session, yourSession, received]`: the first frame on a connection after the
+ *    handshake. `session` names this side's numbering of what it sends (a random id made with
+ *    the link), `yourSession` the far side's numbering as this side knows it ("" if it does
+ *    not), and `received` how many messages of that numbering arrived here. Messages carry no
+ *    sequence numbers: they are counted in order on both sides.
+ *  - `["A", received]`: an acknowledgement, sent every {@link ACK_EVERY} messages and
+ *    {@link ACK_DELAY_MS} after any message not yet acknowledged. What is acknowledged is no
+ *    longer kept for resending; what is kept (unacknowledged plus not yet sent) is the link's
+ *    bound, so a host that stops reading cannot grow this process's memory.
+ *
+ * A frame that is not well-formed breaks the protocol: it is counted, and the connection is
+ * closed (the link stays, away, and may resume).
+ */
+import type { Connection } from "../transport.js";
+import type { Frame, MessageFrame } from "../wire/frames.js";
+import { isFrame } from "../wire/validate-frame.js";
+import { isEncodedPayload } from "../wire/codec.js";
+import { Link } from "./link.js";
+
+/** Acknowledge at least every this many messages received. */
+export const ACK_EVERY = 1024;
+/** Acknowledge messages received at most this long, in milliseconds, after the first of them. */
+export const ACK_DELAY_MS = 20;
+/** What the UTF-8 encoding of a frame's names and punctuation may add to its payload, at most. */
+const FRAME_OVERHEAD = 64;
+
+/** A message kept for resending: its (scope, topic, payload). */
+type Kept = readonly [string, string, string];
+
+/** What a host link tells its owner (the host's sessions). */
+export interface HostLinkEvents {
+  /** The link's connection dropped; it is away. */
+  away(link: HostLink): void;
+  /** The link has a connection again, and both sides resumed. */
+  back(link: HostLink): void;
+  /** A message larger than the far side accepts was dropped. */
+  oversized(link: HostLink, bytes: number): void;
+  /** The link closed for good. */
+  gone(link: HostLink): void;
+}
+
+/** @internal */
+export class HostLink extends Link {
+  readonly kind = "host";
+  /** The far host's node id. */
+  readonly node: string;
+  /** The node ids of the hosts the far side is linked to, as it last said. */
+  neighbours: ReadonlySet<string> = new Set();
+  readonly #events: HostLinkEvents;
+  readonly #awayTimeout: number;
+  readonly #session = Math.random().toString(36).slice(2, 12);
+  #peerSession = "";
+  #connection: Connection | undefined;
+  #peerMaxPayload = Number.POSITIVE_INFINITY;
+  #resumed = false;
+  /** Batches written since the connection opened and before the far side said where to resume. */
+  #held: Frame[][] = [];
+  /** The number of the first message in `#held`. */
+  #heldFrom = 0;
+  /** Messages numbered `#acked + 1` to `#numbered`, from `#keptHead` on. */
+  #kept: Kept[] = [];
+  #keptHead = 0;
+  #acked = 0;
+  #numbered = 0;
+  /** The number of the last message written to a connection. */
+  #written = 0;
+  #received = 0;
+  #acknowledged = 0;
+  #ackTimer: NodeJS.Timeout | undefined;
+  #awayTimer: NodeJS.Timeout | undefined;
+
+  constructor(node: string, maxQueue: number, awayTimeout: number, events: HostLinkEvents) {
+    super(maxQueue);
+    this.node = node;
+    this.#awayTimeout = awayTimeout;
+    this.#events = events;
+  }
+
+  /** The connection the link uses now, if any. */
+  get connection(): Connection | undefined {
+    return this.#connection;
+  }
+
+  /** Whether the link has a connection on which both sides resumed. */
+  get connected(): boolean {
+    return this.#resumed;
+  }
+
+  /**
+   * Uses `connection` from now on (closing the one used before, if any) and says where the far
+   * side should resume. `peerMaxPayload` is the longest text the far side accepts.
+   */
+  attach(connection: Connection, peerMaxPayload: number): void {
+    const previous = this.#connection;
+    if (previous !== undefined) {
+      this.#lose();
+      previous.close("roar: replaced by a newer connection to the same host");
+    }
+    clearTimeout(this.#awayTimer);
+    this.#connection = connection;
+    this.#peerMaxPayload = peerMaxPayload;
+    this.#text([["R", this.#session, this.#peerSession, this.#received]]);
+  }
+
+  /** `connection` ended: if it was the link's, the link is away until another one opens. */
+  connectionClosed(connection: Connection): void {
+    if (connection !== this.#connection || this.isClosed) return;
+    this.#lose();
+    this.#awayTimer = setTimeout(() => this.expire(), this.#awayTimeout);
+    this.#awayTimer.unref();
+    this.#events.away(this);
+  }
+
+  /** The far host is gone for good: what it did not acknowledge is counted lost. */
+  expire(): void {
+    this.counters.droppedDisconnected += this.#numbered - this.#acked;
+    this.#kept = [];
+    this.#keptHead = 0;
+    this.#acked = this.#numbered;
+    this.closed();
+  }
+
+  /** Takes in a text that arrived on `connection`. */
+  receive(connection: Connection, text: string): void {
+    if (connection !== this.#connection || this.isClosed) return;
+    let batch: unknown;
+    try {
+      batch = JSON.parse(text);
+    } catch {
+      return this.#broken("a text that is not JSON");
+    }
+    if (!Array.isArray(batch)) return this.#broken("a batch that is not an array");
+    const handler = this.handler;
+    for (const frame of batch as unknown[]) {
+      if (connection !== this.#connection) return;
+      if (!Array.isArray(frame)) return this.#broken("a frame that is not an array");
+      switch (frame[0]) {
+        case "R":
+          if (!isResume(frame)) return this.#broken("a malformed resume frame");
+          this.#resume(frame[1], frame[2], frame[3]);
+          continue;
+        case "A":
+          if (!Number.isSafeInteger(frame[1])) return this.#broken("a malformed acknowledgement");
+          this.#acknowledge(frame[1] as number);
+          continue;
+        case "p":
+        case "f":
+        case "F":
+          return this.#broken(`a "${String(frame[0])}" frame, which hosts never send each other`);
+      }
+      if (!this.#resumed || !isFrame(frame)) return this.#broken(this.#resumed ? "a malformed frame" : "a frame before the resume");
+      if (frame[0] === "m") {
+        if (!isEncodedPayload(frame[3])) return this.#broken("a message whose payload is not encoded");
+        this.#countReceived(1);
+        handler?.onFrame(this, frame);
+      } else if (frame[0] === "M") {
+        const payloads = frame[3];
+        for (const payload of payloads) if (!isEncodedPayload(payload)) return this.#broken("a message whose payload is not encoded");
+        this.#countReceived(payloads.length);
+        for (const payload of payloads) if (connection === this.#connection) handler?.onFrame(this, ["m", frame[1], frame[2], payload]);
+      } else {
+        handler?.onFrame(this, frame);
+      }
+    }
+  }
+
+  /** Sends a message frame, unless it is larger than the far side accepts: then it is dropped and counted. */
+  override sendMessage(frame: MessageFrame): void {
+    const payload = frame[3] as string;
+    // A UTF-16 code unit is at most three UTF-8 bytes: count bytes only when it could matter.
+    const bytes = (payload.length + frame[1].length + frame[2].length) * 3 + FRAME_OVERHEAD;
+    if (bytes > this.#peerMaxPayload) {
+      const exact = Buffer.byteLength(payload) + Buffer.byteLength(frame[1]) + Buffer.byteLength(frame[2]) + FRAME_OVERHEAD;
+      if (exact > this.#peerMaxPayload) {
+        this.counters.droppedOversized++;
+        this.#events.oversized(this, exact);
+        return;
+      }
+    }
+    super.sendMessage(frame);
+  }
+
+  protected write(batch: Frame[]): void {
+    const from = this.#numbered + 1;
+    for (const frame of batch) {
+      if (frame[0] === "m") this.#kept.push([frame[1], frame[2], frame[3] as string]);
+      else if (frame[0] === "M") for (const payload of frame[3]) this.#kept.push([frame[1], frame[2], payload as string]);
+    }
+    this.#numbered = this.#acked + this.#kept.length - this.#keptHead;
+    if (this.#connection === undefined) return; // Away: messages wait; the hub says hello again on return.
+    if (!this.#resumed) {
+      if (this.#held.length === 0) this.#heldFrom = from;
+      this.#held.push(batch);
+      return;
+    }
+    this.#written = this.#numbered;
+    this.#send(batch);
+  }
+
+  protected inFlight(): number {
+    return this.#numbered - this.#acked;
+  }
+
+  protected detach(): void {
+    clearTimeout(this.#ackTimer);
+    clearTimeout(this.#awayTimer);
+    // Closed from this side (the relay closes, or the far side said bye): nothing more will be
+    // acknowledged.
+    this.counters.droppedDisconnected += this.#numbered - this.#acked;
+    const connection = this.#connection;
+    this.#connection = undefined;
+    this.#resumed = false;
+    connection?.close("roar: the link was closed");
+    this.#events.gone(this);
+  }
+
+  #lose(): void {
+    this.#connection = undefined;
+    this.#resumed = false;
+    this.#held = [];
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+  }
+
+  #resume(peerSession: string, mySession: string, received: number): void {
+    if (peerSession !== this.#peerSession) {
+      // The far side numbers what it sends afresh: a new link there, or the first connection.
+      this.#peerSession = peerSession;
+      this.#received = 0;
+      this.#acknowledged = 0;
+    }
+    if (mySession !== this.#session) {
+      // The far side does not know this numbering: what was written before may or may not have
+      // arrived, so it is counted lost; what was never written is numbered afresh.
+      this.#trim(this.#written);
+      this.counters.droppedDisconnected += this.#written - this.#acked;
+      this.#numbered -= this.#written;
+      if (this.#held.length !== 0) this.#heldFrom -= this.#written;
+      this.#acked = 0;
+      this.#written = 0;
+      received = 0;
+    } else if (received < this.#acked || received > this.#written) {
+      return this.#broken("a resume from a message it could not have received");
+    }
+    this.#acknowledge(received);
+    // Resend what the far side missed and what waited while the link was away, then what was
+    // written since this connection opened, in the order it was written.
+    const resendUpTo = this.#held.length !== 0 ? this.#heldFrom - 1 : this.#numbered;
+    const missed: Frame[] = [];
+    for (let i = this.#keptHead + received - this.#acked; i < this.#keptHead + resendUpTo - this.#acked; i++) {
+      const [scope, topic, payload] = this.#kept[i] as Kept;
+      missed.push(["m", scope, topic, payload]);
+    }
+    this.#resumed = true;
+    this.#written = this.#numbered;
+    const held = this.#held;
+    this.#held = [];
+    for (let i = 0; i < missed.length; i += 512) this.#send(missed.slice(i, i + 512));
+    for (const batch of held) this.#send(batch);
+    this.#events.back(this);
+  }
+
+  #acknowledge(received: number): void {
+    if (received <= this.#acked || received > this.#written) return;
+    this.#trim(received);
+    this.#acked = received;
+  }
+
+  /** Forgets kept messages up to number `upTo`. */
+  #trim(upTo: number): void {
+    this.#keptHead += upTo - this.#acked;
+    if (this.#keptHead > 1024 && this.#keptHead * 2 > this.#kept.length) {
+      this.#kept = this.#kept.slice(this.#keptHead);
+      this.#keptHead = 0;
+    }
+  }
+
+  #countReceived(count: number): void {
+    this.#received += count;
+    this.counters.received += count;
+    if (this.#received - this.#acknowledged >= ACK_EVERY) this.#sendAck();
+    else if (this.#ackTimer === undefined) {
+      this.#ackTimer = setTimeout(() => this.#sendAck(), ACK_DELAY_MS);
+      this.#ackTimer.unref();
+    }
+  }
+
+  #sendAck(): void {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    if (this.#received === this.#acknowledged) return;
+    this.#acknowledged = this.#received;
+    this.#text([["A", this.#received]]);
+  }
+
+  /** Sends frames, split so that no text is longer than the far side accepts. */
+  #send(frames: Frame[]): void {
+    const text = JSON.stringify(frames);
+    if (text.length * 3 <= this.#peerMaxPayload || frames.length === 1 || Buffer.byteLength(text) <= this.#peerMaxPayload) {
+      this.#connection?.send(text, noop);
+      return;
+    }
+    const half = frames.length >> 1;
+    this.#send(frames.slice(0, half));
+    this.#send(frames.slice(half));
+  }
+
+  #text(frames: readonly unknown[]): void {
+    this.#connection?.send(JSON.stringify(frames), noop);
+  }
+
+  #broken(what: string): void {
+    this.counters.droppedMalformed++;
+    const connection = this.#connection;
+    if (connection === undefined) return;
+    this.connectionClosed(connection);
+    connection.close(`roar: protocol error: ${what}`);
+  }
+}
+
+function noop(): void {}
+
+function isResume(frame: unknown[]): frame is ["R", string, string, number] {
+  return (
+    typeof frame[1] === "string" &&
+    frame[1].length !== 0 &&
+    frame[1].length <= 64 &&
+    typeof frame[2] === "string" &&
+    frame[2].length <= 64 &&
+    Number.isSafeInteger(frame[3]) &&
+    (frame[3] as number) >= 0
+  );
+}

@@ -1,0 +1,326 @@
+/**
+ * WebSocketTransport: links hosts over WebSockets (`ws`), on plain TCP or TLS.
+ *
+ * A host listens, dials its peers, or both; roar on top keeps each pair of hosts to one
+ * connection and routes so that star and full-mesh layouts both deliver exactly once. This
+ * module only moves texts and guards the door:
+ *  - a dialler sends the shared token in a header; a listener that expects one and gets a
+ *    wrong or missing one closes the socket with code 4401 and says why;
+ *  - `maxPayload` bounds what a peer may send in one frame (`ws` closes a socket that sends
+ *    more, with code 1009, and the frame is counted as oversized); it is also told to roar, so
+ *    that peers split their batches to fit and drop (and count) a single message that cannot;
+ *  - heartbeats: every `heartbeat` milliseconds each side pings; a peer that has not answered
+ *    the previous ping, nor sent anything since, is taken for dead and its socket ended;
+ *  - a dialled connection that drops is dialled again after a backoff that doubles up to
+ *    `retry.max`, with jitter, so hosts that restart together do not dial in lockstep.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import type { SecureContextOptions } from "node:tls";
+import { debuglog } from "node:util";
+import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { RoarError, describe } from "../errors.js";
+import type { Connection, ConnectionEvents, Transport, TransportContext } from "../transport.js";
+import { assertOptions } from "../validate.js";
+
+const debug = debuglog("roar");
+
+/** The header a dialler sends its token in. */
+const TOKEN_HEADER = "x-roar-token";
+/** Close code of a connection refused for its token. */
+export const CLOSE_UNAUTHORIZED = 4401;
+/** Close code of a connection that roar ends (protocol error, duplicate, relay closing). */
+const CLOSE_ROAR = 4000;
+
+/** Options of {@link WebSocketTransport}. */
+export interface WebSocketTransportOptions {
+  /** Where to listen for other hosts. `port: 0` picks a free port (see {@link WebSocketTransport.port}). */
+  listen?: { port: number; host?: string };
+  /** URLs of hosts to dial, `ws://host:port` or `wss://host:port`. */
+  peers?: readonly string[];
+  /** A shared secret: dialled hosts must present it, and this host presents it when dialling. */
+  token?: string;
+  /**
+   * TLS. When listening, `cert` and `key` (or `pfx`) make the listener speak `wss://`; when
+   * dialling `wss://` peers, `ca` says whom to trust (and `cert`/`key` present a client
+   * certificate where the peer asks for one).
+   */
+  tls?: SecureContextOptions & { rejectUnauthorized?: boolean; requestCert?: boolean; servername?: string };
+  /**
+   * The largest frame a peer may send, in bytes. Peers keep their batches within it and drop
+   * (and count) a message that alone exceeds it.
+   * @defaultValue 16 MiB
+   */
+  maxPayload?: number;
+  /** How often to ping peers, in milliseconds; a peer silent for two intervals is dropped. 0 turns it off. @defaultValue 10000 */
+  heartbeat?: number;
+  /** Backoff between attempts to dial a peer, in milliseconds. @defaultValue `{ min: 100, max: 10000 }` */
+  retry?: { min?: number; max?: number };
+  /** See {@link Transport.awayTimeout}. @defaultValue 30000 */
+  awayTimeout?: number;
+}
+
+/** The default `maxPayload`: 16 MiB. */
+export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
+
+function assertInteger(value: unknown, name: string, min: number): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= min)) {
+    throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.${name}\` must be an integer ≥ ${min}, got ${describe(value)}`);
+  }
+}
+
+function digest(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
+}
+
+/** A `ws` socket as roar sees it. */
+class SocketConnection implements Connection {
+  readonly dialled: string | undefined;
+  readonly maxPayload: number;
+  readonly socket: WebSocket;
+  /** Whether the peer answered the last ping, or sent something since. */
+  alive = true;
+
+  constructor(socket: WebSocket, dialled: string | undefined, maxPayload: number) {
+    this.socket = socket;
+    this.dialled = dialled;
+    this.maxPayload = maxPayload;
+  }
+
+  send(text: string, sent: () => void): void {
+    if (this.socket.readyState !== WebSocket.OPEN) return;
+    this.socket.send(text, sent);
+  }
+
+  close(reason: string): void {
+    // A close reason is at most 123 bytes.
+    this.socket.close(CLOSE_ROAR, Buffer.from(reason).subarray(0, 123).toString());
+  }
+}
+
+/**
+ * Links hosts over WebSockets. Give it to the relay of each host's root process.
+ *
+ * @example
+ * ```ts
+ * // host A
+ * const ws = new roar.WebSocketTransport({ listen: { port: 7400 }, token: process.env.ROAR_TOKEN });
+ * await roar.startRelay({ transports: [ws] });
+ * // host B
+ * await roar.startRelay({
+ *   transports: [new roar.WebSocketTransport({ peers: ["ws://host-a:7400"], token: process.env.ROAR_TOKEN })],
+ * });
+ * ```
+ */
+export class WebSocketTransport implements Transport {
+  readonly name = "ws";
+  readonly awayTimeout: number | undefined;
+  readonly #options: WebSocketTransportOptions;
+  readonly #token: Buffer | undefined;
+  readonly #maxPayload: number;
+  readonly #heartbeat: number;
+  readonly #retryMin: number;
+  readonly #retryMax: number;
+  readonly #connections = new Set<SocketConnection>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #context: TransportContext | undefined;
+  #server: Server | undefined;
+  #wss: WebSocketServer | undefined;
+  #pinger: NodeJS.Timeout | undefined;
+  #port: number | undefined;
+  #closed = false;
+
+  /** @throws {@link RoarError} `ERR_ROAR_INVALID_OPTION` for bad options. */
+  constructor(options: WebSocketTransportOptions) {
+    assertOptions(options, "options", ["listen", "peers", "token", "tls", "maxPayload", "heartbeat", "retry", "awayTimeout"]);
+    const { listen, peers = [], token, tls, maxPayload, heartbeat, retry, awayTimeout } = options as WebSocketTransportOptions;
+    if (listen !== undefined) {
+      assertOptions(listen, "listen", ["port", "host"]);
+      if (!(Number.isSafeInteger(listen.port) && listen.port >= 0 && listen.port <= 65535)) {
+        throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.listen.port\` must be an integer from 0 to 65535, got ${describe(listen.port)}`);
+      }
+      if (listen.host !== undefined && typeof listen.host !== "string") {
+        throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.listen.host\` must be a string, got ${describe(listen.host)}`);
+      }
+    }
+    if (!Array.isArray(peers) || !peers.every(isWebSocketUrl)) {
+      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.peers\` must be an array of ws:// or wss:// URLs, got ${describe(peers)}`);
+    }
+    if (listen === undefined && peers.length === 0) {
+      throw new RoarError("ERR_ROAR_INVALID_OPTION", "a WebSocketTransport needs `listen`, `peers`, or both");
+    }
+    if (token !== undefined && (typeof token !== "string" || token.length === 0)) {
+      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.token\` must be a non-empty string, got ${describe(token)}`);
+    }
+    if (tls !== undefined && (typeof tls !== "object" || tls === null)) {
+      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.tls\` must be an object of TLS options, got ${describe(tls)}`);
+    }
+    assertInteger(maxPayload, "maxPayload", 1024);
+    assertInteger(heartbeat, "heartbeat", 0);
+    assertInteger(awayTimeout, "awayTimeout", 0);
+    if (retry !== undefined) {
+      assertOptions(retry, "retry", ["min", "max"]);
+      assertInteger(retry.min, "retry.min", 1);
+      assertInteger(retry.max, "retry.max", 1);
+    }
+    this.#options = { ...options, peers: [...peers] };
+    this.#token = token === undefined ? undefined : digest(token);
+    this.#maxPayload = maxPayload ?? DEFAULT_MAX_PAYLOAD;
+    this.#heartbeat = heartbeat ?? 10_000;
+    this.#retryMin = retry?.min ?? 100;
+    this.#retryMax = Math.max(retry?.max ?? 10_000, this.#retryMin);
+    this.awayTimeout = awayTimeout;
+  }
+
+  /** The port this transport listens on, once started; `undefined` if it does not listen. */
+  get port(): number | undefined {
+    return this.#port;
+  }
+
+  async start(context: TransportContext): Promise<void> {
+    if (this.#context !== undefined) throw new RoarError("ERR_ROAR_UNSUPPORTED", "this transport was started already");
+    this.#context = context;
+    if (this.#options.listen !== undefined) await this.#listen(this.#options.listen);
+    if (this.#heartbeat !== 0) {
+      this.#pinger = setInterval(() => this.#ping(), this.#heartbeat);
+      this.#pinger.unref();
+    }
+    for (const peer of this.#options.peers ?? []) this.#dial(peer, 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#pinger);
+    for (const timer of this.#timers) clearTimeout(timer);
+    for (const connection of this.#connections) connection.socket.close(CLOSE_ROAR, "roar: the relay closed");
+    const wss = this.#wss;
+    const server = this.#server;
+    await new Promise<void>((resolve) => (wss === undefined ? resolve() : wss.close(() => resolve())));
+    if (server !== undefined) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+    // Sockets still closing are cut: a peer that does not answer a close must not hold us.
+    for (const connection of this.#connections) connection.socket.terminate();
+  }
+
+  async #listen({ port, host }: { port: number; host?: string }): Promise<void> {
+    const tls = this.#options.tls;
+    const server = tls === undefined ? createHttpServer() : createHttpsServer(tls);
+    const wss = new WebSocketServer({ server, maxPayload: this.#maxPayload, perMessageDeflate: false });
+    wss.on("connection", (socket, request) => this.#accepted(socket, request));
+    wss.on("error", (error) => debug("ws server error: %o", error));
+    this.#server = server;
+    this.#wss = wss;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (error) => debug("ws server error: %o", error));
+    this.#port = (server.address() as AddressInfo).port;
+  }
+
+  #accepted(socket: WebSocket, request: IncomingMessage): void {
+    const context = this.#context as TransportContext;
+    if (this.#closed) {
+      socket.close(CLOSE_ROAR, "roar: the relay closed");
+      return;
+    }
+    if (this.#token !== undefined) {
+      const offered = request.headers[TOKEN_HEADER];
+      if (typeof offered !== "string" || !timingSafeEqual(digest(offered), this.#token)) {
+        context.dropped("unauthenticated");
+        socket.close(CLOSE_UNAUTHORIZED, offered === undefined ? "roar: unauthorized: no token" : "roar: unauthorized: wrong token");
+        return;
+      }
+    }
+    this.#open(socket, undefined);
+  }
+
+  #dial(url: string, attempt: number): void {
+    if (this.#closed) return;
+    const context = this.#context as TransportContext;
+    if (context.isLinked(url)) {
+      // Linked by the connection the peer dialled: look again later, in case it drops.
+      this.#later(() => this.#dial(url, 0), this.#retryMax);
+      return;
+    }
+    const tls = this.#options.tls;
+    const token = this.#options.token;
+    const socket = new WebSocket(url, {
+      ...tls,
+      maxPayload: this.#maxPayload,
+      perMessageDeflate: false,
+      headers: token === undefined ? {} : { [TOKEN_HEADER]: token },
+    });
+    let opened = false;
+    socket.on("open", () => {
+      opened = true;
+      this.#open(socket, url);
+    });
+    socket.on("close", (code, reason) => {
+      if (code === CLOSE_UNAUTHORIZED) {
+        context.warn(`the host at ${url} refused this host's token (${reason.toString()}); set the same \`token\` on both`, "ERR_ROAR_UNAUTHORIZED");
+      }
+      const backoff = Math.min(this.#retryMax, this.#retryMin * 2 ** (opened ? 0 : attempt));
+      // Jitter: between half and all of the backoff.
+      this.#later(() => this.#dial(url, opened ? 1 : attempt + 1), backoff * (0.5 + Math.random() / 2));
+    });
+    socket.on("error", (error) => debug("ws dial %s: %s", url, error.message));
+  }
+
+  #open(socket: WebSocket, dialled: string | undefined): void {
+    const connection = new SocketConnection(socket, dialled, this.#maxPayload);
+    this.#connections.add(connection);
+    const events: ConnectionEvents = (this.#context as TransportContext).connected(connection);
+    socket.on("message", (data: RawData) => {
+      connection.alive = true;
+      events.receive(data.toString());
+    });
+    socket.on("pong", () => (connection.alive = true));
+    socket.on("error", (error: Error & { code?: string }) => {
+      if (error.code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") this.#context?.dropped("oversized");
+      debug("ws socket error: %s", error.message);
+    });
+    socket.on("close", () => {
+      this.#connections.delete(connection);
+      events.closed();
+    });
+  }
+
+  #ping(): void {
+    for (const connection of this.#connections) {
+      if (!connection.alive) {
+        debug("ws peer silent for two heartbeats: dropped");
+        connection.socket.terminate();
+        continue;
+      }
+      connection.alive = false;
+      connection.socket.ping();
+    }
+  }
+
+  #later(run: () => void, ms: number): void {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      run();
+    }, ms);
+    this.#timers.add(timer);
+  }
+}
+
+function isWebSocketUrl(value: unknown): boolean {
+  if (typeof value !== "string") return false;
+  try {
+    const url = new URL(value);
+    return url.protocol === "ws:" || url.protocol === "wss:";
+  } catch {
+    return false;
+  }
+}
