@@ -336,11 +336,16 @@ export class Hub implements LinkHandler {
     for (const [id] of this.#syncs) this.#syncAnswered(id, link);
   }
 
-  /** A host link has a connection again: both sides say what they want anew. */
+  /**
+   * A host link has a connection again (after being away, or on a newer connection that
+   * replaced its old one): both sides say what they want anew, and syncs still waiting for
+   * it, whose request or answer the old connection may have lost, are sent again.
+   */
   hostBack(link: HostLink): void {
     if (!this.#links.has(link)) return;
     this.#sayHello(link, 0);
     link.sendControl(["n", this.#hostNodes()]);
+    for (const [id, sync] of this.#syncs) if (sync.waiting.has(link)) link.sendControl(["s", id]);
   }
 
   /** The node ids of the hosts this hub is linked to, away ones included. */

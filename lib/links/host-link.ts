@@ -308,13 +308,26 @@ export class HostLink extends Link {
   /** Sends frames, split so that no text is longer than the far side accepts. */
   #send(frames: Frame[]): void {
     const text = JSON.stringify(frames);
-    if (text.length * 3 <= this.#peerMaxPayload || frames.length === 1 || Buffer.byteLength(text) <= this.#peerMaxPayload) {
+    if (text.length * 3 <= this.#peerMaxPayload || Buffer.byteLength(text) <= this.#peerMaxPayload) {
       this.#connection?.send(text, noop);
       return;
     }
-    const half = frames.length >> 1;
-    this.#send(frames.slice(0, half));
-    this.#send(frames.slice(half));
+    if (frames.length > 1) {
+      const half = frames.length >> 1;
+      this.#send(frames.slice(0, half));
+      this.#send(frames.slice(half));
+      return;
+    }
+    const [frame] = frames as [Frame];
+    if (frame[0] === "M" && frame[3].length > 1) {
+      const half = frame[3].length >> 1;
+      this.#send([["M", frame[1], frame[2], frame[3].slice(0, half)]]);
+      this.#send([["M", frame[1], frame[2], frame[3].slice(half)]]);
+      return;
+    }
+    // One message always fits (sendMessage dropped bigger ones); only a hello naming more
+    // topics than the far side's maxPayload holds gets here, and the far side will refuse it.
+    this.#connection?.send(text, noop);
   }
 
   #text(frames: readonly unknown[]): void {

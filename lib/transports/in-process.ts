@@ -31,9 +31,12 @@ class End implements Connection {
   readonly dialled: string | undefined;
   events: ConnectionEvents | undefined;
   other!: End;
+  /** Texts on their way to this end, and whether the far end closed behind them. */
   #queue: string[] = [];
+  #farClosed = false;
   #scheduled = false;
-  #closed = false;
+  /** Whether this end may still send; once false, it receives nothing more either. */
+  #open = true;
   readonly #onGone: (end: End) => void;
 
   constructor(dialled: string | undefined, onGone: (end: End) => void) {
@@ -42,37 +45,45 @@ class End implements Connection {
   }
 
   send(text: string, sent: () => void): void {
-    if (this.#closed) return;
-    this.other.#deliver(text);
+    if (!this.#open) return;
+    this.other.#arrive(text);
     sent();
   }
 
+  /** Closes this end at once; the far end gets what was sent before, then hears of the close. */
   close(): void {
-    this.#end();
-    this.other.#end();
+    if (!this.#open) return;
+    this.#open = false;
+    this.#queue = [];
+    this.other.#farClosed = true;
+    this.other.#schedule();
+    setImmediate(() => this.#gone());
   }
 
-  #deliver(text: string): void {
-    if (this.#closed) return;
+  #arrive(text: string): void {
+    if (!this.#open) return;
     this.#queue.push(text);
+    this.#schedule();
+  }
+
+  #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
     setImmediate(() => {
       this.#scheduled = false;
       const queue = this.#queue;
       this.#queue = [];
-      for (const each of queue) if (!this.#closed) this.events?.receive(each);
+      for (const text of queue) if (this.#open) this.events?.receive(text);
+      if (this.#farClosed && this.#open) {
+        this.#open = false;
+        this.#gone();
+      }
     });
   }
 
-  #end(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#queue = [];
-    setImmediate(() => {
-      this.#onGone(this);
-      this.events?.closed();
-    });
+  #gone(): void {
+    this.#onGone(this);
+    this.events?.closed();
   }
 }
 
