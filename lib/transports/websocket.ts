@@ -33,6 +33,8 @@ const TOKEN_HEADER = "x-roar-token";
 export const CLOSE_UNAUTHORIZED = 4401;
 /** Close code of a connection that roar ends (protocol error, duplicate, relay closing). */
 const CLOSE_ROAR = 4000;
+/** How long a closing transport waits for peers to answer its close, in milliseconds. */
+const CLOSE_GRACE_MS = 1000;
 
 /** Options of {@link WebSocketTransport}. */
 export interface WebSocketTransportOptions {
@@ -195,7 +197,16 @@ export class WebSocketTransport implements Transport {
     this.#closed = true;
     clearInterval(this.#pinger);
     for (const timer of this.#timers) clearTimeout(timer);
+    const closing = [...this.#connections].map(
+      ({ socket }) => new Promise<void>((resolve) => (socket.readyState === WebSocket.CLOSED ? resolve() : socket.once("close", () => resolve()))),
+    );
     for (const connection of this.#connections) connection.socket.close(CLOSE_ROAR, "roar: the relay closed");
+    // A peer that does not answer the close within a second is cut off.
+    const cutOff = setTimeout(() => {
+      for (const connection of this.#connections) connection.socket.terminate();
+    }, CLOSE_GRACE_MS);
+    await Promise.all(closing);
+    clearTimeout(cutOff);
     const wss = this.#wss;
     const server = this.#server;
     await new Promise<void>((resolve) => (wss === undefined ? resolve() : wss.close(() => resolve())));
@@ -203,8 +214,6 @@ export class WebSocketTransport implements Transport {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
-    // Sockets still closing are cut: a peer that does not answer a close must not hold us.
-    for (const connection of this.#connections) connection.socket.terminate();
   }
 
   async #listen({ port, host }: { port: number; host?: string }): Promise<void> {
@@ -268,9 +277,12 @@ export class WebSocketTransport implements Transport {
       if (code === CLOSE_UNAUTHORIZED) {
         context.warn(`the host at ${url} refused this host's token (${reason.toString()}); set the same \`token\` on both`, "ERR_ROAR_UNAUTHORIZED");
       }
-      const backoff = Math.min(this.#retryMax, this.#retryMin * 2 ** (opened ? 0 : attempt));
+      // A connection that opened and then dropped is dialled again soon; one that failed, or
+      // was refused, later each time.
+      const next = opened && code !== CLOSE_UNAUTHORIZED ? 0 : attempt + 1;
+      const backoff = Math.min(this.#retryMax, this.#retryMin * 2 ** next);
       // Jitter: between half and all of the backoff.
-      this.#later(() => this.#dial(url, opened ? 1 : attempt + 1), backoff * (0.5 + Math.random() / 2));
+      this.#later(() => this.#dial(url, next), backoff * (0.5 + Math.random() / 2));
     });
     socket.on("error", (error) => debug("ws dial %s: %s", url, error.message));
   }
