@@ -6,24 +6,29 @@
  * links to its parent, and the root is the cluster primary (or a lone process). Inside a
  * process, the threads form a full mesh: every worker thread (however nested: it hands its
  * port straight to thread 0) links to the main thread, which introduces it to every other
- * thread with a port of their own. Routing is one rule — forward a message on every link,
- * except the one it came in on, whose far side wants it, but never from a thread to a thread
- * (the publishing thread reached every thread itself; Phoenix's "a forwarded message is never
- * forwarded again"). On that shape each subscriber gets each message exactly once, over a
- * single path, so in order per publisher (links are FIFO).
+ * thread with a port of their own. The root hubs of hosts link to each other through
+ * transports (host links, see host-link.ts), in a mesh, a star or a tree; each tells its
+ * neighbours which hosts it is linked to ("n" frames). Routing is one rule — forward a message
+ * on every link, except the one it came in on, whose far side wants it, but never where the
+ * previous hop reached by itself (#reachedDirectly): from a thread to a thread (the publishing
+ * thread reached every thread itself; Phoenix's "a forwarded message is never forwarded
+ * again"), nor from a host to a host it is linked to (NATS's rule for routes). On those shapes
+ * each subscriber gets each message exactly once, over a single path, so in order per
+ * publisher (links are FIFO).
  *
  * Invariants:
  *  - `#holders` maps (scope, topic) to the links whose far side has a subscriber; the local
  *    dispatchers are the one more holder;
  *  - the interest this hub announces to link L is "a local subscriber, or some holder other
- *    than L — and not a thread, when L is a thread" (#wantedBeyond): it is re-sent to every
- *    link whenever that changes, so each link's far side knows exactly what it reaches
- *    through this hub;
+ *    than L that L's far side does not reach by itself" (#wantedBeyond): it is re-sent to
+ *    every link whenever that changes (for a host link, also when its neighbours change), so
+ *    each link's far side knows exactly what it reaches through this hub;
  *  - flush: a flush travels towards the root behind everything sent before it; the root then
  *    runs a *sync* down every process link (not thread links — threads pick up what waits for
- *    them before they publish, see PortLink) and answers when all are done. When a flush
- *    resolves, every hub on the host has taken in the interest sent before it, so a publish
- *    made anywhere afterwards reaches the subscriber.
+ *    them before they publish, see PortLink) and to every linked host, which runs its own
+ *    (on to the hosts the asker is not linked to), and answers when all are done. When a
+ *    flush resolves, every hub on the host, and on the linked hosts, has taken in the
+ *    interest sent before it, so a publish made anywhere afterwards reaches the subscriber.
  *
  * Races handled:
  *  - a link's far side may start after this side said hello (a cluster worker loads roar
@@ -46,7 +51,11 @@
  *    and says exactly what it wants once its parent's hello arrives;
  *  - a hub that closes says bye: the far side forgets what it wanted and stops waiting for it
  *    in syncs, but keeps listening on a channel that outlives it, where a later hub says
- *    hello again. A thread whose main thread said bye drops all its links and joins anew.
+ *    hello again. A thread whose main thread said bye drops all its links and joins anew; a
+ *    host whose peer said bye closes the link to it;
+ *  - a host link whose connection drops is away (see host-link.ts): its interest stays, syncs
+ *    stop waiting for it, and when it is back both sides say hello anew and syncs still
+ *    waiting for it are sent again.
  */
 import type { ThreadDispatchers } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
