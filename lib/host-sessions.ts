@@ -114,6 +114,8 @@ export class HostSessions {
     const maxPayload = connection.maxPayload ?? Number.MAX_SAFE_INTEGER;
     connection.send(JSON.stringify([["H", PROTOCOL_VERSION, this.#hub.node, maxPayload]]), noop);
     let link: HostLink | undefined;
+    /** Set once the connection is refused: what the peer sent before it heard is ignored. */
+    let refused = false;
     const timer = setTimeout(() => {
       this.counters.malformed++;
       connection.close("roar: protocol error: no handshake in time");
@@ -122,19 +124,23 @@ export class HostSessions {
     return {
       receive: (text) => {
         if (link !== undefined) return link.receive(connection, text);
+        if (refused) return;
         clearTimeout(timer);
-        let handshake: unknown;
+        let batch: unknown;
         try {
-          handshake = (JSON.parse(text) as unknown[])[0];
+          batch = JSON.parse(text);
         } catch {
-          handshake = undefined;
+          batch = undefined;
         }
-        if (!isHandshake(handshake)) {
+        // The handshake travels alone, so nothing a peer sends before it is linked is lost.
+        if (!Array.isArray(batch) || batch.length !== 1 || !isHandshake(batch[0])) {
+          refused = true;
           this.counters.malformed++;
-          connection.close("roar: protocol error: expected a handshake");
+          connection.close("roar: protocol error: expected a handshake, alone in its text");
           return;
         }
-        link = this.#linkFor(connection, handshake, transport);
+        link = this.#linkFor(connection, batch[0], transport);
+        refused = link === undefined;
       },
       closed: () => {
         clearTimeout(timer);

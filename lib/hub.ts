@@ -638,8 +638,10 @@ export class Hub implements LinkHandler {
     const waiting = new Set<Link>();
     // A process that has not said hello has no roar state to sync (it may never load roar);
     // when it does say hello, the answer carries everything, this sync's interest included.
+    // A host runs roar (it shook hands): it is waited for unless it is away.
     for (const link of this.#links) {
-      if (link.kind === "thread" || !link.greeted || link === this.#upstream || link === from) continue;
+      if (link.kind === "thread" || link === this.#upstream || link === from) continue;
+      if (isHost(link) ? link.connection === undefined : !link.greeted) continue;
       if (from !== undefined && Hub.#reachedDirectly(from, link)) continue;
       waiting.add(link);
     }

@@ -114,6 +114,12 @@ export class HostLink extends Link {
     this.#text([["R", this.#session, this.#peerSession, this.#received]]);
   }
 
+  /** Closes the link, first acknowledging what arrived, so the far side counts none of it lost. */
+  override close(): void {
+    if (this.#resumed) this.#sendAck();
+    super.close();
+  }
+
   /** `connection` ended: if it was the link's, the link is away until another one opens. */
   connectionClosed(connection: Connection): void {
     if (connection !== this.#connection || this.isClosed) return;

@@ -232,6 +232,7 @@ describe("a host's input from the network", () => {
     ["a text that is not JSON", "{{{"],
     ["a handshake that is not one", JSON.stringify([["H", "one", "", -1]])],
     ["a batch that is not an array", JSON.stringify({ H: 1 })],
+    ["a handshake with frames after it in its text", JSON.stringify([["H", 1, "hand-node", 1 << 20], ["R", "hand-session", "", 0]])],
   ])("refuses %s in place of a handshake: counted, connection closed", async (_, text) => {
     const local = host();
     const hand = new HandTransport();
