@@ -3,24 +3,26 @@
  * run — one `postMessage` per message between threads, one `process.send` per message relayed
  * by the cluster primary between cluster workers.
  */
+import type { ChildProcess } from "node:child_process";
 import cluster, { type Worker as ClusterWorker } from "node:cluster";
 import { once } from "node:events";
 import { MessageChannel, Worker } from "node:worker_threads";
 import * as roar from "roar";
 import { median, printTable, type Result } from "./harness.js";
+import type { HostCommand } from "./host.js";
 import type { PeerCommand, PeerReply } from "./peer.js";
 
 const PEER = new URL("./peer.js", import.meta.url);
 
-/** A peer seen from the main side, whatever it runs in. */
-class Peer {
+/** A peer seen from the main side, whatever it runs in (a host process relays to its worker). */
+export class Peer {
   readonly #post: (message: unknown, transfer?: readonly MessagePort[]) => void;
   readonly #waiting = new Map<PeerReply["reply"], ((reply: PeerReply) => void)[]>();
   readonly #early = new Map<PeerReply["reply"], PeerReply[]>();
   readonly stop: () => Promise<unknown>;
-  readonly handle: Worker | ClusterWorker;
+  readonly handle: Worker | ClusterWorker | ChildProcess;
 
-  constructor(handle: Worker | ClusterWorker) {
+  constructor(handle: Worker | ClusterWorker | ChildProcess) {
     this.handle = handle;
     if (handle instanceof Worker) {
       this.#post = (message, transfer) => handle.postMessage(message, transfer as never);
@@ -47,10 +49,10 @@ class Peer {
     return new Promise((resolve) => this.#waiting.set(kind, [...(this.#waiting.get(kind) ?? []), resolve]));
   }
 
-  /** Sends a command and waits for its `ok` (or, for pings, its `done`). */
-  async run(command: PeerCommand): Promise<PeerReply> {
+  /** Sends a command (to a host process, a host command) and waits for its `ok` (or, for pings, its `done`). */
+  async run(command: PeerCommand | HostCommand): Promise<PeerReply> {
     this.#post(command);
-    return this.next(command.cmd === "ping" || command.cmd === "raw-ping" ? "done" : "ok");
+    return this.next("cmd" in command && (command.cmd === "ping" || command.cmd === "raw-ping") ? "done" : "ok");
   }
 
   /** Gives the peer its end of a raw port. */
@@ -84,10 +86,10 @@ async function clusterPeers(count: number): Promise<Peer[]> {
 
 let scopeCounter = 0;
 /** Rounds run before measuring, so the JIT has compiled both sides' paths. */
-const WARM_UP_ROUNDS = 2;
+export const WARM_UP_ROUNDS = 2;
 
 /** Throughput from `from` to `to`, through roar, in messages per second (median of rounds). */
-async function roarThroughput(from: Peer, to: Peer, count: number, bystanders: Peer[] = [], rounds = WARM_UP_ROUNDS + 5): Promise<number> {
+export async function roarThroughput(from: Peer, to: Peer, count: number, bystanders: Peer[] = [], rounds = WARM_UP_ROUNDS + 5): Promise<number> {
   return (await roarRun(from, to, count, bystanders, rounds)).throughput;
 }
 
@@ -121,7 +123,7 @@ async function roarRun(
 }
 
 /** Throughput from `from` to `to` over the raw channel. */
-async function rawThroughput(from: Peer, to: Peer, count: number, rounds = WARM_UP_ROUNDS + 5): Promise<number> {
+export async function rawThroughput(from: Peer, to: Peer, count: number, rounds = WARM_UP_ROUNDS + 5): Promise<number> {
   const rates: number[] = [];
   for (let round = 0; round < rounds; round++) {
     await to.run({ cmd: "raw-receive", expect: count });
@@ -134,18 +136,28 @@ async function rawThroughput(from: Peer, to: Peer, count: number, rounds = WARM_
   return median(rates.slice(WARM_UP_ROUNDS));
 }
 
-/** Median round trip in microseconds. */
-async function roarRoundTrip(from: Peer, to: Peer, count: number): Promise<number> {
+/** Round trips through roar in microseconds, the first tenth (warm-up) left out. */
+export async function roarRoundTrips(from: Peer, to: Peer, count: number): Promise<number[]> {
   const scope = `bench-${++scopeCounter}`;
   await to.run({ cmd: "echo", scope, from: "ping", to: "pong" });
   const { rtts = [] } = await from.run({ cmd: "ping", scope, from: "pong", to: "ping", count });
-  return median(rtts.slice(count / 10)) / 1000;
+  return rtts.slice(count / 10).map((ns) => ns / 1000);
+}
+
+/** Round trips over the raw channel in microseconds, the first tenth (warm-up) left out. */
+export async function rawRoundTrips(from: Peer, to: Peer, count: number): Promise<number[]> {
+  await to.run({ cmd: "raw-echo" });
+  const { rtts = [] } = await from.run({ cmd: "raw-ping", count });
+  return rtts.slice(count / 10).map((ns) => ns / 1000);
+}
+
+/** Median round trip in microseconds. */
+async function roarRoundTrip(from: Peer, to: Peer, count: number): Promise<number> {
+  return median(await roarRoundTrips(from, to, count));
 }
 
 async function rawRoundTrip(from: Peer, to: Peer, count: number): Promise<number> {
-  await to.run({ cmd: "raw-echo" });
-  const { rtts = [] } = await from.run({ cmd: "raw-ping", count });
-  return median(rtts.slice(count / 10)) / 1000;
+  return median(await rawRoundTrips(from, to, count));
 }
 
 /**
@@ -167,7 +179,7 @@ function printLatency(title: string, raw: number, viaRoar: number, target: strin
   console.log(`raw p50 ${raw.toFixed(1)} µs   roar p50 ${viaRoar.toFixed(1)} µs   ratio ${(viaRoar / raw).toFixed(2)}× raw   target ${target}`);
 }
 
-const rate = (name: string, value: number): Result => ({ name, rate: value });
+export const rate = (name: string, value: number): Result => ({ name, rate: value });
 
 /** Runs the cross-thread and cross-process cases and prints their tables. */
 export async function benchCross(): Promise<void> {

@@ -56,16 +56,26 @@ export function median(values: number[]): number {
   return values.length % 2 === 1 ? (values[mid] as number) : ((values[mid - 1] as number) + (values[mid] as number)) / 2;
 }
 
+/** The `p`th percentile (0–100) of `values` (which it sorts), nearest rank. */
+export function percentile(values: number[], p: number): number {
+  values.sort((a, b) => a - b);
+  return values[Math.min(values.length - 1, Math.max(0, Math.ceil((p / 100) * values.length) - 1))] as number;
+}
+
 /** Prints a table of rates, each with its ratio to `baseline` (a row of the same table). */
 export function printTable(title: string, rows: { result: Result; baseline?: Result; target?: string }[]): void {
-  console.log(`\n${title}`);
   const lines = rows.map(({ result, baseline, target }) => [
     result.name,
     formatRate(result.rate),
     baseline ? `${(result.rate / baseline.rate).toFixed(2)}× ${baseline.name}` : "(baseline)",
     target ?? "",
   ]);
-  const header = ["case", "rate", "ratio", "target"];
+  printColumns(title, ["case", "rate", "ratio", "target"], lines);
+}
+
+/** Prints `lines` of cells under `header`, in aligned columns. */
+export function printColumns(title: string, header: string[], lines: string[][]): void {
+  console.log(`\n${title}`);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((line) => (line[i] as string).length)));
   const format = (cells: string[]): string => cells.map((cell, i) => cell.padEnd(widths[i] as number)).join("  ").trimEnd();
   console.log(format(header));

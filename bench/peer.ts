@@ -1,9 +1,13 @@
 /**
  * A benchmark peer: runs in a worker thread or a cluster worker and obeys commands from the
  * benchmark's main side. Each command names the channel it measures: roar, or the raw one.
+ * The raw channel is a MessagePort (threads), IPC relayed by the primary (cluster workers),
+ * or a WebSocket straight to the other peer (`ws-listen`, `ws-dial`, then `raw-via: "ws"`).
  */
+import type { AddressInfo } from "node:net";
 import { parentPort, type MessagePort } from "node:worker_threads";
 import * as roar from "roar";
+import { WebSocket, WebSocketServer, type RawData } from "ws";
 
 /** Commands a peer obeys; each is answered with `{ reply: "ok", ... }`. */
 export type PeerCommand =
@@ -14,7 +18,10 @@ export type PeerCommand =
   | { cmd: "raw-receive"; expect: number }
   | { cmd: "raw-send"; count: number }
   | { cmd: "raw-echo" }
-  | { cmd: "raw-ping"; count: number };
+  | { cmd: "raw-ping"; count: number }
+  | { cmd: "ws-listen" }
+  | { cmd: "ws-dial"; url: string }
+  | { cmd: "raw-via"; via: "ws" | "channel" };
 
 /** What a peer answers. */
 export interface PeerReply {
@@ -23,6 +30,10 @@ export interface PeerReply {
   rtts?: number[];
   /** Nanoseconds spent in `publish` calls, from `publish` commands. */
   busyNs?: number;
+  /** The port listened on, from `ws-listen` (and from a host's `start`, see host.ts). */
+  port?: number;
+  /** The port of a host's raw WebSocket relay, from a host's `start`. */
+  rawPort?: number;
 }
 
 /** The raw sender yields to the event loop every CHUNK messages, as a streaming program does. */
@@ -39,9 +50,18 @@ const send = (reply: PeerReply): void => {
 };
 /** The raw channel: a MessagePort to the other peer (threads), or process IPC relayed by the primary. */
 let rawPort: MessagePort | undefined;
+/** A WebSocket straight to the other peer, used while `rawVia` is "ws". */
+let rawSocket: WebSocket | undefined;
+let rawVia: "ws" | "channel" = "channel";
 const rawSend = (value: unknown): void => {
-  if (rawPort) rawPort.postMessage(value);
+  // One frame per message, JSON-encoded as roar must encode it to cross a process.
+  if (rawVia === "ws" && rawSocket) rawSocket.send(JSON.stringify(value));
+  else if (rawPort) rawPort.postMessage(value);
   else process.send?.({ raw: value });
+};
+const useSocket = (socket: WebSocket): void => {
+  rawSocket = socket;
+  socket.on("message", (data: RawData) => onRaw(JSON.parse(data.toString())));
 };
 let onRaw: (value: unknown) => void = () => undefined;
 let echoOff: (() => void) | undefined;
@@ -136,6 +156,21 @@ async function obey(command: PeerCommand): Promise<void> {
       return send({ reply: "ok" });
     case "raw-ping":
       return ping(command.count, (i) => rawSend(message(i)), (onPong) => (onRaw = onPong));
+    case "ws-listen": {
+      const server = new WebSocketServer({ port: 0, host: "127.0.0.1", perMessageDeflate: false });
+      server.on("connection", useSocket);
+      await new Promise((resolve) => server.once("listening", resolve));
+      return send({ reply: "ok", port: (server.address() as AddressInfo).port });
+    }
+    case "ws-dial": {
+      const socket = new WebSocket(command.url, { perMessageDeflate: false });
+      await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
+      useSocket(socket);
+      return send({ reply: "ok" });
+    }
+    case "raw-via":
+      rawVia = command.via;
+      return send({ reply: "ok" });
   }
 }
 
@@ -151,5 +186,7 @@ channel.on("message", (data: unknown) => {
     void obey(value as PeerCommand);
   }
 });
+// A cluster worker whose primary disconnects it is done (its raw WebSocket would keep it alive).
+if (!parentPort) process.on("disconnect", () => process.exit(0));
 // A cluster worker's IPC messages sent before this listener existed are lost: say when it does.
 send({ reply: "ready" });
