@@ -63,12 +63,15 @@ import type { HostLink } from "./links/host-link.js";
 import { addCounters, zeroCounters, type Link, type LinkCounters, type LinkHandler } from "./links/link.js";
 import type { Scope, Topic } from "./types.js";
 import { Envelope } from "./wire/envelope.js";
-import { isEncodedPayload } from "./wire/codec.js";
+import { decodePayload, isEncodedPayload } from "./wire/codec.js";
 import { PROTOCOL_VERSION, type Frame, type InterestKey, type PeerFrame } from "./wire/frames.js";
 import { debuglog } from "node:util";
 import { ThreadMesh } from "./thread-mesh.js";
 
 const debug = debuglog("roar");
+
+/** Marks a payload of a run that could not be decoded. */
+const UNDECODABLE: unique symbol = Symbol("undecodable");
 
 interface PendingFlush {
   resolve(): void;
@@ -306,6 +309,8 @@ export class Hub implements LinkHandler {
     switch (frame[0]) {
       case "m":
         return this.#onMessage(link, frame[1], frame[2], frame[3]);
+      case "M":
+        return this.#onRun(link, frame[1], frame[2], frame[3]);
       case "i":
         return this.#setLinkInterest(link, frame[1], frame[2], frame[3] === 1);
       case "h":
@@ -444,6 +449,51 @@ export class Hub implements LinkHandler {
       return;
     }
     this.#route(envelope, this.#holders.get(scope)?.get(topic), from);
+  }
+
+  /**
+   * A run of messages on one (scope, topic). From a thread, each is routed on its own; from
+   * another process or host, the run is passed on as it came, its payloads still encoded, to
+   * the links that carry them encoded, and decoded only for threads and local subscribers.
+   */
+  #onRun(from: Link, scope: Scope, topic: Topic, payloads: readonly unknown[]): void {
+    if (from.kind === "thread") {
+      for (const payload of payloads) this.#onMessage(from, scope, topic, payload);
+      return;
+    }
+    let encoded = payloads as readonly string[];
+    if (!payloads.every(isEncodedPayload)) {
+      encoded = payloads.filter(isEncodedPayload);
+      from.counters.droppedMalformed += payloads.length - encoded.length;
+    }
+    const holders = this.#holders.get(scope)?.get(topic) ?? [];
+    const dispatcher = this.#dispatchers.get(scope);
+    const local = dispatcher !== undefined && dispatcher.hasSubscribers(topic);
+    let values: unknown[] | undefined;
+    for (const link of holders) {
+      if (link === from || Hub.#reachedDirectly(from, link)) continue;
+      if (link.kind !== "thread") {
+        link.sendRun(scope, topic, encoded);
+        continue;
+      }
+      values ??= this.#decodeRun(encoded);
+      for (const value of values) if (value !== UNDECODABLE && !link.dropIfFull()) link.sendMessage(["m", scope, topic, value]);
+    }
+    if (!local) return;
+    for (const value of values ?? this.#decodeRun(encoded)) if (value !== UNDECODABLE) dispatcher.deliverLocal(topic, value);
+  }
+
+  /** Decodes the payloads of a run; one that cannot be decoded is counted, and marked. */
+  #decodeRun(payloads: readonly string[]): unknown[] {
+    return payloads.map((payload) => {
+      try {
+        return decodePayload(payload);
+      } catch (error) {
+        this.#hubCounters.droppedUndecodable++;
+        debug("[%s] undecodable payload dropped: %o", this.node, error);
+        return UNDECODABLE;
+      }
+    });
   }
 
   /** Sends `envelope` to every holder but `from`, and to local subscribers when it came from a link. */

@@ -175,7 +175,7 @@ export class HostLink extends Link {
         const payloads = frame[3];
         for (const payload of payloads) if (!isEncodedPayload(payload)) return this.#broken("a message whose payload is not encoded");
         this.#countReceived(payloads.length);
-        for (const payload of payloads) if (connection === this.#connection) handler?.onFrame(this, ["m", frame[1], frame[2], payload]);
+        handler?.onFrame(this, frame);
       } else {
         handler?.onFrame(this, frame);
       }
@@ -184,18 +184,29 @@ export class HostLink extends Link {
 
   /** Sends a message frame, unless it is larger than the far side accepts: then it is dropped and counted. */
   override sendMessage(frame: MessageFrame): void {
-    const payload = frame[3] as string;
-    // A UTF-16 code unit is at most three UTF-8 bytes: count bytes only when it could matter.
-    const bytes = (payload.length + frame[1].length + frame[2].length) * 3 + FRAME_OVERHEAD;
-    if (bytes > this.#peerMaxPayload) {
-      const exact = Buffer.byteLength(payload) + Buffer.byteLength(frame[1]) + Buffer.byteLength(frame[2]) + FRAME_OVERHEAD;
-      if (exact > this.#peerMaxPayload) {
-        this.counters.droppedOversized++;
-        this.#events.oversized(this, exact);
-        return;
-      }
+    if (this.#fits(frame[1], frame[2], frame[3] as string)) super.sendMessage(frame);
+  }
+
+  /** Sends a run of messages, but those larger than the far side accepts, which are dropped and counted. */
+  override sendRun(scope: string, topic: string, payloads: readonly unknown[]): void {
+    let fitting = payloads;
+    for (let i = 0; i < payloads.length; i++) {
+      if (this.#fits(scope, topic, payloads[i] as string)) continue;
+      fitting = payloads.filter((payload, j) => j < i || (j > i && this.#fits(scope, topic, payload as string)));
+      break;
     }
-    super.sendMessage(frame);
+    if (fitting.length !== 0) super.sendRun(scope, topic, fitting);
+  }
+
+  /** Whether a message fits in the far side's maxPayload; if not, it is counted and reported. */
+  #fits(scope: string, topic: string, payload: string): boolean {
+    // A UTF-16 code unit is at most three UTF-8 bytes: count bytes only when it could matter.
+    if ((payload.length + scope.length + topic.length) * 3 + FRAME_OVERHEAD <= this.#peerMaxPayload) return true;
+    const bytes = Buffer.byteLength(payload) + Buffer.byteLength(scope) + Buffer.byteLength(topic) + FRAME_OVERHEAD;
+    if (bytes <= this.#peerMaxPayload) return true;
+    this.counters.droppedOversized++;
+    this.#events.oversized(this, bytes);
+    return false;
   }
 
   protected write(batch: Frame[]): void {

@@ -13,6 +13,7 @@
  * message beyond that is dropped and counted. Control frames (hello, interest, flush, sync)
  * are never dropped: they are few, and losing one would break the link's bookkeeping.
  */
+import type { Scope, Topic } from "../types.js";
 import { foldMessages, type Frame } from "../wire/frames.js";
 
 /** The most frames one batch carries. */
@@ -85,6 +86,8 @@ export abstract class Link {
   greeted = false;
   #outbox: Frame[] = [];
   #messagesInOutbox = 0;
+  /** How many more messages than frames the runs in the outbox hold. */
+  #runExtra = 0;
   #scheduled = false;
   #heldSince = 0;
   #closed = false;
@@ -120,13 +123,33 @@ export abstract class Link {
     this.#enqueue(frame);
   }
 
+  /**
+   * Sends a run of messages on one (scope, topic) as it arrived from another link, as many as
+   * the bound leaves room for; the rest (the newest) are dropped and counted.
+   */
+  sendRun(scope: Scope, topic: Topic, payloads: readonly unknown[]): void {
+    const room = this.maxQueue - this.inFlight() - this.#messagesInOutbox;
+    if (room < payloads.length) {
+      this.counters.droppedQueueFull += payloads.length - Math.max(room, 0);
+      if (room <= 0) return;
+      payloads = payloads.slice(0, room);
+    }
+    this.#messagesInOutbox += payloads.length;
+    this.counters.sent += payloads.length;
+    // A run counts as the messages it holds, as the far side counts them (see PortLink).
+    this.#runExtra += payloads.length - 1;
+    this.#enqueue(payloads.length === 1 ? ["m", scope, topic, payloads[0]] : ["M", scope, topic, payloads]);
+  }
+
   /** Writes out what the outbox holds now. */
   flushOutbox(): void {
     if (this.#outbox.length === 0 || this.#closed) return;
     const batch = this.#outbox;
+    const frames = batch.length + this.#runExtra;
     this.#outbox = [];
     this.#messagesInOutbox = 0;
-    this.write(foldMessages(batch), batch.length);
+    this.#runExtra = 0;
+    this.write(foldMessages(batch), frames);
   }
 
   /** Writes out what the outbox holds if the neighbour has taken in everything sent before. */
@@ -165,17 +188,15 @@ export abstract class Link {
       if (this.#closed) return;
       if (!isFrame(frame)) {
         this.counters.droppedMalformed++;
-      } else if (frame[0] === "M") {
-        this.counters.received += frame[3].length;
-        for (const payload of frame[3]) if (!this.#closed) handler?.onFrame(this, ["m", frame[1], frame[2], payload]);
       } else {
         if (frame[0] === "m") this.counters.received++;
+        else if (frame[0] === "M") this.counters.received += frame[3].length;
         handler?.onFrame(this, frame);
       }
     }
   }
 
-  /** Hands a batch to the channel; `frames` is how many frames it holds before folding. */
+  /** Hands a batch to the channel; `frames` is how many frames it holds unfolded (a run counting as its messages). */
   protected abstract write(batch: Frame[], frames: number): void;
   /** Messages written to the channel and not yet taken in by the neighbour. */
   protected abstract inFlight(): number;

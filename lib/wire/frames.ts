@@ -53,25 +53,30 @@ export type NeighboursFrame = readonly ["n", readonly string[]];
 export type Frame = ByeFrame | HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame | PeerFrame | NeighboursFrame;
 
 /**
- * Folds runs of message frames on the same (scope, topic) into one `M` frame, so a batch
- * carries (and clones or encodes) each name once per run rather than once per message.
+ * Folds runs of message frames (`m` or `M`) on the same (scope, topic) into one `M` frame, so
+ * a batch carries (and clones or encodes) each name once per run rather than once per message.
  */
 export function foldMessages(batch: readonly Frame[]): Frame[] {
   const folded: Frame[] = [];
   for (let i = 0; i < batch.length; i++) {
     const frame = batch[i] as Frame;
     const next = batch[i + 1];
-    if (frame[0] !== "m" || next === undefined || next[0] !== "m" || next[1] !== frame[1] || next[2] !== frame[2]) {
+    if ((frame[0] !== "m" && frame[0] !== "M") || !continues(next, frame[1], frame[2])) {
       folded.push(frame);
       continue;
     }
-    const payloads: unknown[] = [frame[3]];
-    let j = i + 1;
-    for (let run = batch[j]; run !== undefined && run[0] === "m" && run[1] === frame[1] && run[2] === frame[2]; run = batch[++j]) {
-      payloads.push(run[3]);
+    const payloads: unknown[] = [];
+    let j = i;
+    for (let run = batch[j]; continues(run, frame[1], frame[2]); run = batch[++j]) {
+      if ((run as MessageFrame | MessagesFrame)[0] === "m") payloads.push((run as MessageFrame)[3]);
+      else for (const payload of (run as MessagesFrame)[3]) payloads.push(payload);
     }
     folded.push(["M", frame[1], frame[2], payloads]);
     i = j - 1;
   }
   return folded;
+}
+
+function continues(frame: Frame | undefined, scope: Scope, topic: Topic): boolean {
+  return frame !== undefined && (frame[0] === "m" || frame[0] === "M") && frame[1] === scope && frame[2] === topic;
 }

@@ -79,4 +79,14 @@ describe("Link", () => {
     expect(link.writes).toEqual([{ batch: [["b"]], frames: 1 }]);
     expect(link.isClosed).toBe(true);
   });
+
+  it("sends a run as one frame, counting its messages, and drops the newest beyond the bound", () => {
+    const link = new FakeLink(5);
+    link.caughtUp = false;
+    link.pending = 2;
+    link.sendRun("s", "t", [1, 2, 3, 4, 5]);
+    expect(link.counters).toMatchObject({ sent: 3, droppedQueueFull: 2 });
+    link.flushOutbox();
+    expect(link.writes).toEqual([{ batch: [["M", "s", "t", [1, 2, 3]]], frames: 3 }]);
+  });
 });

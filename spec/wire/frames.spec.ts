@@ -22,6 +22,11 @@ describe("foldMessages", () => {
     ]);
   });
 
+  it("folds runs that arrived as M frames with single messages around them", () => {
+    const batch: Frame[] = [["m", "s", "t", 1], ["M", "s", "t", [2, 3]], ["m", "s", "t", 4], ["M", "s", "u", [5, 6]]];
+    expect(foldMessages(batch)).toEqual([["M", "s", "t", [1, 2, 3, 4]], ["M", "s", "u", [5, 6]]]);
+  });
+
   it("leaves a batch without runs as it is", () => {
     const batch: Frame[] = [["f", 1], ["m", "s", "t", 1], ["S", 2]];
     expect(foldMessages(batch)).toEqual(batch);
