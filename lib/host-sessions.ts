@@ -11,8 +11,10 @@
  * newer one stays (the older one is likely dead).
  */
 import type { Hub } from "./hub.js";
+import { BusLink } from "./links/bus-link.js";
 import { HostLink, type HostLinkEvents } from "./links/host-link.js";
-import type { Connection, ConnectionEvents, Transport, TransportContext, TransportDropReason } from "./transport.js";
+import { RoarError } from "./errors.js";
+import type { BusContext, BusTransport, Connection, ConnectionEvents, Transport, TransportContext, TransportDropReason } from "./transport.js";
 import { PROTOCOL_VERSION } from "./wire/frames.js";
 import { isNode } from "./wire/validate-frame.js";
 
@@ -49,7 +51,8 @@ export class HostSessions {
   readonly #links = new Map<string, HostLink>();
   /** The node that last answered at each address this host dialled. */
   readonly #dialled = new Map<string, string>();
-  readonly #transports: Transport[] = [];
+  readonly #transports: (Transport | BusTransport)[] = [];
+  #bus: BusLink | undefined;
   readonly #warned = new Set<string>();
   readonly counters: SessionCounters = { malformed: 0, oversized: 0, unauthenticated: 0 };
   readonly #events: HostLinkEvents = {
@@ -71,15 +74,16 @@ export class HostSessions {
     this.#maxQueue = maxQueue;
   }
 
-  /** The transports started so far. */
-  get transports(): readonly Transport[] {
-    return this.#transports;
-  }
-
-  /** Starts `transport`; resolves once it listens. */
-  async start(transport: Transport): Promise<void> {
+  /** Starts `transport`; resolves once it listens (or, for a broker, is connected). */
+  async start(transport: Transport | BusTransport): Promise<void> {
     if (this.#transports.includes(transport)) return;
+    if (this.#transports.length !== 0 && (isBus(transport) || this.#transports.some(isBus))) {
+      // A host on a broker reaches every other host there; another transport beside it would
+      // give hosts on both a second path.
+      throw new RoarError("ERR_ROAR_UNSUPPORTED", "a host that uses a broker transport (Redis, NATS) uses no other transport");
+    }
     this.#transports.push(transport);
+    if (isBus(transport)) return this.#startBus(transport);
     const context: TransportContext = {
       node: this.#hub.node,
       connected: (connection) => this.#connected(connection, transport),
@@ -93,11 +97,33 @@ export class HostSessions {
     await transport.start(context);
   }
 
+  async #startBus(transport: BusTransport): Promise<void> {
+    let link: BusLink | undefined;
+    const context: BusContext = {
+      node: this.#hub.node,
+      receive: (channel, text) => link?.receive(channel, text),
+      reconnected: () => link?.reconnected(),
+      dropped: (reason: TransportDropReason) => void this.counters[reason]++,
+      warn: (message, code) => this.#warn(message, code),
+    };
+    await transport.start(context);
+    link = new BusLink(transport, this.#hub.node, this.#maxQueue(), {
+      oversized: (bytes) =>
+        this.#warn(
+          `a message of ${bytes} bytes is larger than ${transport.name} takes (${transport.maxPayload} bytes); it was dropped (counted in relay.stats().dropped.oversized)`,
+          "ERR_ROAR_OVERSIZED",
+        ),
+      malformed: () => void this.counters.malformed++,
+    });
+    this.#bus = link;
+    this.#hub.addLink(link);
+  }
+
   /** How many hosts are linked now, and how many are away. */
   hostCount(): { linked: number; away: number } {
     let linked = 0;
     for (const link of this.#links.values()) if (link.connected) linked++;
-    return { linked, away: this.#links.size - linked };
+    return { linked: linked + (this.#bus?.hostCount ?? 0), away: this.#links.size - linked };
   }
 
   /** Stops every transport; the hub closes the links. */
@@ -194,3 +220,7 @@ export class HostSessions {
 }
 
 function noop(): void {}
+
+function isBus(transport: Transport | BusTransport): transport is BusTransport {
+  return (transport as Partial<BusTransport>).kind === "bus";
+}

@@ -325,7 +325,7 @@ export class Hub implements LinkHandler {
       }
       case "s":
         // A sync comes from the root of this host, or from another host (which ran its own).
-        if (link === this.#upstream || isHost(link)) this.#runSync(() => link.sendControl(["S", frame[1]]), link);
+        if (link === this.#upstream || isHost(link) || link.kind === "bus") this.#runSync(() => link.sendControl(["S", frame[1]]), link);
         return;
       case "S":
         return this.#syncAnswered(frame[1], link);

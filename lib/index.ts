@@ -17,7 +17,7 @@ export { Subscription } from "./subscription.js";
 export { Host, createHost } from "./isolated-host.js";
 export { InProcessTransport, type InProcessTransportOptions } from "./transports/in-process.js";
 export { WebSocketTransport, type WebSocketTransportOptions } from "./transports/websocket.js";
-export type { Connection, ConnectionEvents, Transport, TransportContext, TransportDropReason } from "./transport.js";
+export type { BusChannel, BusContext, BusTransport, Connection, ConnectionEvents, Transport, TransportContext, TransportDropReason } from "./transport.js";
 export { subscribe, on, publish } from "./functional.js";
 export { MAX_DEPTH } from "./sendable.js";
 export type {

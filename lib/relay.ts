@@ -6,7 +6,7 @@ import type { ChildProcess } from "node:child_process";
 import type { Worker as ClusterWorker } from "node:cluster";
 import { RoarError, describe } from "./errors.js";
 import { assertMainThread, ensureHost, forgetHost, type RelayHost } from "./host.js";
-import type { Transport } from "./transport.js";
+import type { BusTransport, Transport } from "./transport.js";
 import { assertOptions } from "./validate.js";
 
 /** Options of {@link startRelay}. */
@@ -23,7 +23,7 @@ export interface RelayOptions {
    * returned promise resolves. Only a host's root process (its cluster primary, or a lone
    * process) links to other hosts.
    */
-  transports?: readonly Transport[];
+  transports?: readonly (Transport | BusTransport)[];
 }
 
 /** Counters of a relay, from {@link Relay.stats}. */
@@ -146,13 +146,13 @@ export class Relay implements AsyncDisposable {
   }
 
   /** @internal Starts `transports`, after checking them. */
-  async addTransports(transports: readonly Transport[]): Promise<void> {
+  async addTransports(transports: readonly (Transport | BusTransport)[]): Promise<void> {
     if (transports.length === 0) return;
     const notRoot = this.#host.notRoot;
     if (notRoot !== undefined) {
       throw new RoarError("ERR_ROAR_UNSUPPORTED", `transports run in a host's root process (its cluster primary, or a lone process): ${notRoot}`);
     }
-    await Promise.all(transports.map((transport) => this.#host.sessions.start(transport)));
+    for (const transport of transports) await this.#host.sessions.start(transport);
   }
 
   /** Closes the relay (`await using relay = await startRelay()`). */
@@ -202,7 +202,7 @@ export function relayOf(host: RelayHost, options: RelayOptions, onClose: (host: 
   return relay;
 }
 
-function isTransport(value: unknown): value is Transport {
+function isTransport(value: unknown): value is Transport | BusTransport {
   const transport = value as Partial<Transport> | null;
   return typeof transport === "object" && transport !== null && typeof transport.start === "function" && typeof transport.close === "function";
 }

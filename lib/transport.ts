@@ -83,3 +83,65 @@ export interface ConnectionEvents {
   /** The connection ended, whichever side ended it. Call it once. */
   closed(): void;
 }
+
+/**
+ * What a {@link BusTransport} carries texts on. The transport names each one on its broker (a
+ * Redis channel, a NATS subject), escaping whatever the broker treats specially, so that
+ * different channels never share a name.
+ */
+export type BusChannel =
+  /** Messages of one (scope, topic): subscribed by every host that wants them. */
+  | { readonly kind: "topic"; readonly scope: string; readonly topic: string }
+  /** What one host says to another: subscribed by that host only. */
+  | { readonly kind: "node"; readonly node: string }
+  /** What a host says to every other one (presence, interest): subscribed by all. */
+  | { readonly kind: "hosts" };
+
+/**
+ * A transport over a message broker (Redis, NATS): every host connects to the broker, and
+ * the broker's own subscriptions route each message to the hosts that want it.
+ *
+ * roar subscribes this host to the topic channels it wants, publishes each batch of messages
+ * once on its topic channel, and speaks to other hosts over the node and hosts channels (to
+ * learn who wants what, and to sync). It numbers what it publishes, so a host counts what a
+ * broker outage lost, and ignores what it published itself if the broker echoes it.
+ */
+export interface BusTransport {
+  /** Marks a broker transport. */
+  readonly kind: "bus";
+  /** A short name for messages and diagnostics, such as `"nats"`. */
+  readonly name: string;
+  /** The longest text, in UTF-8 bytes, the broker takes, once started (NATS's `max_payload`). */
+  readonly maxPayload: number | undefined;
+  /** Connects; resolves once the broker is reachable. */
+  start(context: BusContext): Promise<void>;
+  /** Disconnects. */
+  close(): Promise<void>;
+  /** Starts receiving what is published on `channel`. */
+  subscribe(channel: BusChannel): void;
+  /** Stops receiving what is published on `channel`. */
+  unsubscribe(channel: BusChannel): void;
+  /**
+   * Publishes `text` on `channel`, in order with everything published before.
+   * @returns `false` when the text cannot be handed to the broker now (the broker is away, or
+   * too much waits for it), or a promise that rejects if it fails later; either way what it
+   * carried is counted lost.
+   */
+  publish(channel: BusChannel, text: string): boolean | Promise<unknown>;
+  /** Resolves once the broker has taken in every subscribe, unsubscribe and publish so far. */
+  flush(): Promise<void>;
+}
+
+/** What roar gives a {@link BusTransport} when it starts. */
+export interface BusContext {
+  /** This host's node id, unique to this run of the process. */
+  readonly node: string;
+  /** A text arrived on a subscribed channel. */
+  receive(channel: BusChannel, text: string): void;
+  /** The connection to the broker was lost and is back: subscriptions stand, texts may have been lost. */
+  reconnected(): void;
+  /** Counts input dropped before it reached roar. */
+  dropped(reason: TransportDropReason): void;
+  /** Reports a problem worth a user's attention, once per kind, as a `RoarWarning`. */
+  warn(message: string, code: string): void;
+}

@@ -74,9 +74,10 @@ export abstract class Link {
   readonly id = nextLinkId++;
   /**
    * `thread`: a thread of this process (values travel by structured clone); `process`: another
-   * process of the host; `host`: another host's relay (both of the latter carry values encoded).
+   * process of the host; `host`: another host's relay; `bus`: every other host on a message
+   * broker (the last three carry values encoded).
    */
-  abstract readonly kind: "thread" | "process" | "host";
+  abstract readonly kind: "thread" | "process" | "host" | "bus";
   /** Messages sent and not yet taken in, at most. */
   readonly maxQueue: number;
   readonly counters: LinkCounters = zeroCounters();

@@ -1,0 +1,382 @@
+/**
+ * BusLink: the link to every other host on a message broker, through a {@link BusTransport}.
+ *
+ * To its hub, the broker is one neighbour that wants the union of what the other hosts want.
+ * Messages go out once per batch, on their topic channel, as `[origin, seq, payloads]`: the
+ * broker delivers them to the hosts subscribed there. `seq` numbers the first payload; each
+ * host numbers what it publishes on each topic channel, so a receiver sees a gap — counted in
+ * `droppedDisconnected` — where a broker outage lost messages, and drops what it has already
+ * seen.
+ *
+ * Hosts speak to each other over the hosts channel (everyone) and node channels (one host):
+ *  - `["h", origin, reply, interest]` hello with everything the origin wants; a host answers a
+ *    hello with `reply` 0 on the origin's node channel;
+ *  - `["i", origin, scope, topic, on]` a change of interest;
+ *  - `["k", origin]` keepalive, every {@link KEEPALIVE_MS}; a host not heard from for three is
+ *    forgotten, with its interest;
+ *  - `["b", origin]` bye;
+ *  - `["s", origin, id]` / `["S", origin, id]` sync: the receiver runs a sync through its own
+ *    processes and answers. A broker delivers one publisher's texts in order, across channels,
+ *    so a sync arrives behind the interest sent before it.
+ */
+import type { BusChannel, BusTransport } from "../transport.js";
+import type { Scope, Topic } from "../types.js";
+import type { Frame, InterestKey } from "../wire/frames.js";
+import { PROTOCOL_VERSION } from "../wire/frames.js";
+import { isEncodedPayload } from "../wire/codec.js";
+import { isNode } from "../wire/validate-frame.js";
+import { MAX_NAME_LENGTH } from "../errors.js";
+import { Link } from "./link.js";
+
+/** How often a host says it is alive, in milliseconds. */
+export const KEEPALIVE_MS = 2000;
+/** What the JSON of a data text adds to its payloads, at most, in bytes (origin and seq). */
+const TEXT_OVERHEAD = 320;
+
+const HOSTS: BusChannel = { kind: "hosts" };
+
+function isName(value: unknown): value is string {
+  return typeof value === "string" && value.length !== 0 && value.length <= MAX_NAME_LENGTH;
+}
+
+function isInterest(value: unknown): value is InterestKey[] {
+  return Array.isArray(value) && value.every((key) => Array.isArray(key) && isName(key[0]) && isName(key[1]));
+}
+
+/** What the link tells its owner. */
+export interface BusLinkEvents {
+  /** A message larger than the broker takes was dropped. */
+  oversized(bytes: number): void;
+  /** A text from the broker was malformed. */
+  malformed(): void;
+}
+
+/** @internal */
+export class BusLink extends Link {
+  readonly kind = "bus";
+  readonly #bus: BusTransport;
+  readonly #node: string;
+  readonly #events: BusLinkEvents;
+  /** What each other host wants, and when it was last heard from. */
+  readonly #hosts = new Map<string, { interest: Map<Scope, Set<Topic>>; seen: number }>();
+  /** How many other hosts want each (scope, topic). */
+  readonly #wanted = new Map<Scope, Map<Topic, number>>();
+  /** What this host wants, as its hub said. */
+  readonly #mine = new Map<Scope, Set<Topic>>();
+  /** The next number to publish on each topic channel. */
+  readonly #nextOut = new Map<Scope, Map<Topic, number>>();
+  /** The next number expected from each host on each topic channel. */
+  readonly #nextIn = new Map<string, Map<Scope, Map<Topic, number>>>();
+  /** This host's syncs under way (by the hub's id), and the hosts they wait for. */
+  readonly #syncs = new Map<number, Set<string>>();
+  /** Syncs other hosts asked for, by the id this link gave the hub. */
+  readonly #asked = new Map<number, { node: string; id: number }>();
+  #nextAsked = 1;
+  #busy = false;
+  readonly #keepalive: NodeJS.Timeout;
+
+  constructor(bus: BusTransport, node: string, maxQueue: number, events: BusLinkEvents) {
+    super(maxQueue);
+    this.#bus = bus;
+    this.#node = node;
+    this.#events = events;
+    this.greeted = true;
+    bus.subscribe(HOSTS);
+    bus.subscribe({ kind: "node", node });
+    this.#keepalive = setInterval(() => this.#tick(), KEEPALIVE_MS);
+    this.#keepalive.unref();
+  }
+
+  /** How many other hosts are known on the broker. */
+  get hostCount(): number {
+    return this.#hosts.size;
+  }
+
+  /** The broker connection came back: texts may have been lost, so everyone says hello again. */
+  reconnected(): void {
+    this.#say(HOSTS, ["h", this.#node, 0, this.#interest()]);
+  }
+
+  /** Takes in a text from the broker. */
+  receive(channel: BusChannel, text: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return this.#events.malformed();
+    }
+    if (!Array.isArray(value)) return this.#events.malformed();
+    if (channel.kind === "topic") return this.#onMessages(channel.scope, channel.topic, value);
+    const [kind, origin] = value as [unknown, unknown];
+    if (!isNode(origin)) return this.#events.malformed();
+    if (origin === this.#node) return; // The broker echoed what this host said to everyone.
+    const host = this.#hosts.get(origin);
+    if (host !== undefined) host.seen = Date.now();
+    switch (kind) {
+      case "h":
+        if ((value[2] !== 0 && value[2] !== 1) || !isInterest(value[3])) return this.#events.malformed();
+        this.#hello(origin, value[3]);
+        if (value[2] === 0) this.#say({ kind: "node", node: origin }, ["h", this.#node, 1, this.#interest()]);
+        return;
+      case "i":
+        if (host === undefined) return this.#greet(origin);
+        if (!isName(value[2]) || !isName(value[3]) || (value[4] !== 0 && value[4] !== 1)) return this.#events.malformed();
+        return this.#setInterest(origin, host.interest, value[2], value[3], value[4] === 1);
+      case "k":
+        if (host === undefined) this.#greet(origin);
+        return;
+      case "b":
+        return this.#forget(origin);
+      case "s": {
+        if (!Number.isSafeInteger(value[2])) return this.#events.malformed();
+        const local = this.#nextAsked++;
+        this.#asked.set(local, { node: origin, id: value[2] as number });
+        return this.handler?.onFrame(this, ["s", local]);
+      }
+      case "S":
+        if (!Number.isSafeInteger(value[2])) return this.#events.malformed();
+        return this.#answered(value[2] as number, origin);
+      default:
+        return this.#events.malformed();
+    }
+  }
+
+  protected write(batch: Frame[]): void {
+    for (const frame of batch) {
+      switch (frame[0]) {
+        case "m":
+          this.#publish(frame[1], frame[2], [frame[3] as string]);
+          break;
+        case "M":
+          this.#publish(frame[1], frame[2], frame[3] as string[]);
+          break;
+        case "h": {
+          // The hub's hello: all it wants from the broker. It expects a hello back.
+          const wanted = new Set(frame[4].map(([scope, topic]) => JSON.stringify([scope, topic])));
+          for (const [scope, topics] of [...this.#mine]) for (const topic of [...topics]) if (!wanted.has(JSON.stringify([scope, topic]))) this.#setMine(scope, topic, false);
+          for (const [scope, topic] of frame[4]) this.#setMine(scope, topic, true);
+          this.#say(HOSTS, ["h", this.#node, 0, this.#interest()]);
+          if (frame[3] === 0) this.handler?.onFrame(this, ["h", PROTOCOL_VERSION, "bus", 1, this.#union()]);
+          break;
+        }
+        case "i":
+          if (this.#setMine(frame[1], frame[2], frame[3] === 1)) this.#say(HOSTS, ["i", this.#node, frame[1], frame[2], frame[3]]);
+          break;
+        case "s":
+          void this.#sync(frame[1]);
+          break;
+        case "S": {
+          const asked = this.#asked.get(frame[1]);
+          this.#asked.delete(frame[1]);
+          if (asked !== undefined) this.#say({ kind: "node", node: asked.node }, ["S", this.#node, asked.id]);
+          break;
+        }
+        case "b":
+          this.#say(HOSTS, ["b", this.#node]);
+          break;
+      }
+    }
+    // What is published in one job leaves in one batch: the first message goes at once, the
+    // rest gather until the job ends.
+    if (!this.#busy) {
+      this.#busy = true;
+      queueMicrotask(() => {
+        this.#busy = false;
+        this.flushIfCaughtUp();
+      });
+    }
+  }
+
+  protected inFlight(): number {
+    return this.#busy ? 1 : 0;
+  }
+
+  protected detach(): void {
+    clearInterval(this.#keepalive);
+    this.#bus.unsubscribe(HOSTS);
+    this.#bus.unsubscribe({ kind: "node", node: this.#node });
+    for (const [scope, topics] of this.#mine) for (const topic of topics) this.#bus.unsubscribe({ kind: "topic", scope, topic });
+  }
+
+  /** Sends a message frame, unless it is larger than the broker takes: then it is dropped and counted. */
+  override sendMessage(frame: Frame): void {
+    if (this.#fits(frame[3] as string)) super.sendMessage(frame);
+  }
+
+  /** Sends a run of messages, but those larger than the broker takes, which are dropped and counted. */
+  override sendRun(scope: Scope, topic: Topic, payloads: readonly unknown[]): void {
+    let fitting = payloads;
+    for (let i = 0; i < payloads.length; i++) {
+      if (this.#fits(payloads[i] as string)) continue;
+      fitting = payloads.filter((payload, j) => j < i || (j > i && this.#fits(payload as string)));
+      break;
+    }
+    if (fitting.length !== 0) super.sendRun(scope, topic, fitting);
+  }
+
+  /** Whether one payload fits in a text the broker takes; if not, it is counted and reported. */
+  #fits(payload: string): boolean {
+    const limit = this.#bus.maxPayload ?? Number.POSITIVE_INFINITY;
+    if (payload.length * 3 + TEXT_OVERHEAD <= limit) return true;
+    const bytes = Buffer.byteLength(payload) + TEXT_OVERHEAD;
+    if (bytes <= limit) return true;
+    this.counters.droppedOversized++;
+    this.#events.oversized(bytes);
+    return false;
+  }
+
+  #publish(scope: Scope, topic: Topic, payloads: readonly string[]): void {
+    const limit = this.#bus.maxPayload ?? Number.POSITIVE_INFINITY;
+    let bytes = TEXT_OVERHEAD;
+    for (const payload of payloads) bytes += payload.length * 3 + 3;
+    if (bytes > limit && payloads.length > 1) {
+      bytes = TEXT_OVERHEAD;
+      for (const payload of payloads) bytes += Buffer.byteLength(payload) + 3;
+      if (bytes > limit) {
+        const half = payloads.length >> 1;
+        this.#publish(scope, topic, payloads.slice(0, half));
+        this.#publish(scope, topic, payloads.slice(half));
+        return;
+      }
+    }
+    let numbers = this.#nextOut.get(scope);
+    if (numbers === undefined) this.#nextOut.set(scope, (numbers = new Map()));
+    const seq = numbers.get(topic) ?? 0;
+    numbers.set(topic, seq + payloads.length);
+    const published = this.#bus.publish({ kind: "topic", scope, topic }, JSON.stringify([this.#node, seq, payloads]));
+    if (published === false) this.counters.droppedDisconnected += payloads.length;
+    else if (published !== true) published.catch(() => (this.counters.droppedDisconnected += payloads.length));
+  }
+
+  #onMessages(scope: Scope, topic: Topic, value: unknown[]): void {
+    const [origin, seq, payloads] = value;
+    if (!isNode(origin) || !Number.isSafeInteger(seq) || !Array.isArray(payloads) || payloads.length === 0 || !payloads.every(isEncodedPayload)) {
+      return this.#events.malformed();
+    }
+    if (origin === this.#node) return;
+    let byScope = this.#nextIn.get(origin);
+    if (byScope === undefined) this.#nextIn.set(origin, (byScope = new Map()));
+    let numbers = byScope.get(scope);
+    if (numbers === undefined) byScope.set(scope, (numbers = new Map()));
+    const expected = numbers.get(topic) ?? (seq as number);
+    const first = seq as number;
+    let fresh = payloads as string[];
+    if (first > expected) this.counters.droppedDisconnected += first - expected;
+    else if (first < expected) fresh = fresh.slice(expected - first); // Seen already.
+    numbers.set(topic, Math.max(expected, first + payloads.length));
+    if (fresh.length === 0) return;
+    this.counters.received += fresh.length;
+    this.handler?.onFrame(this, fresh.length === 1 ? ["m", scope, topic, fresh[0]] : ["M", scope, topic, fresh]);
+  }
+
+  /** Records what this host wants; subscribes or unsubscribes its channel. `true` if it changed. */
+  #setMine(scope: Scope, topic: Topic, on: boolean): boolean {
+    let topics = this.#mine.get(scope);
+    if (on === (topics?.has(topic) ?? false)) return false;
+    const channel: BusChannel = { kind: "topic", scope, topic };
+    if (on) {
+      if (topics === undefined) this.#mine.set(scope, (topics = new Set()));
+      topics.add(topic);
+      this.#bus.subscribe(channel);
+    } else {
+      topics?.delete(topic);
+      if (topics?.size === 0) this.#mine.delete(scope);
+      this.#bus.unsubscribe(channel);
+      // Numbers start afresh when the channel is subscribed again.
+      for (const byScope of this.#nextIn.values()) byScope.get(scope)?.delete(topic);
+    }
+    return true;
+  }
+
+  #interest(): InterestKey[] {
+    const keys: InterestKey[] = [];
+    for (const [scope, topics] of this.#mine) for (const topic of topics) keys.push([scope, topic]);
+    return keys;
+  }
+
+  #union(): InterestKey[] {
+    const keys: InterestKey[] = [];
+    for (const [scope, topics] of this.#wanted) for (const [topic] of topics) keys.push([scope, topic]);
+    return keys;
+  }
+
+  /** A host said hello: what it wants replaces what was known. */
+  #hello(origin: string, interest: readonly InterestKey[]): void {
+    let host = this.#hosts.get(origin);
+    if (host === undefined) this.#hosts.set(origin, (host = { interest: new Map(), seen: Date.now() }));
+    const wanted = new Set(interest.map(([scope, topic]) => JSON.stringify([scope, topic])));
+    for (const [scope, topics] of [...host.interest]) {
+      for (const topic of [...topics]) if (!wanted.has(JSON.stringify([scope, topic]))) this.#setInterest(origin, host.interest, scope, topic, false);
+    }
+    for (const [scope, topic] of interest) this.#setInterest(origin, host.interest, scope, topic, true);
+  }
+
+  /** A host this link does not know spoke: it asks for its hello. */
+  #greet(origin: string): void {
+    this.#say({ kind: "node", node: origin }, ["h", this.#node, 0, this.#interest()]);
+  }
+
+  #setInterest(_origin: string, interest: Map<Scope, Set<Topic>>, scope: Scope, topic: Topic, on: boolean): void {
+    let topics = interest.get(scope);
+    if (on === (topics?.has(topic) ?? false)) return;
+    if (on) {
+      if (topics === undefined) interest.set(scope, (topics = new Set()));
+      topics.add(topic);
+    } else {
+      topics?.delete(topic);
+      if (topics?.size === 0) interest.delete(scope);
+    }
+    let counts = this.#wanted.get(scope);
+    if (counts === undefined) this.#wanted.set(scope, (counts = new Map()));
+    const before = counts.get(topic) ?? 0;
+    const after = before + (on ? 1 : -1);
+    if (after === 0) {
+      counts.delete(topic);
+      if (counts.size === 0) this.#wanted.delete(scope);
+    } else counts.set(topic, after);
+    if ((before === 0) !== (after === 0)) this.handler?.onFrame(this, ["i", scope, topic, on ? 1 : 0]);
+  }
+
+  /** Forgets a host that said bye or fell silent: its interest, and every sync's wait for it. */
+  #forget(origin: string): void {
+    const host = this.#hosts.get(origin);
+    if (host === undefined) return;
+    for (const [scope, topics] of [...host.interest]) for (const topic of [...topics]) this.#setInterest(origin, host.interest, scope, topic, false);
+    this.#hosts.delete(origin);
+    this.#nextIn.delete(origin);
+    for (const [id] of this.#syncs) this.#answered(id, origin);
+  }
+
+  async #sync(id: number): Promise<void> {
+    try {
+      await this.#bus.flush();
+    } catch {
+      // The broker is away: the hosts it reaches are waited for as usual, or forgotten.
+    }
+    const waiting = new Set(this.#hosts.keys());
+    this.#syncs.set(id, waiting);
+    for (const node of waiting) this.#say({ kind: "node", node }, ["s", this.#node, id]);
+    if (waiting.size === 0) this.#answered(id, "");
+  }
+
+  #answered(id: number, origin: string): void {
+    const waiting = this.#syncs.get(id);
+    if (waiting === undefined) return;
+    waiting.delete(origin);
+    if (waiting.size !== 0) return;
+    this.#syncs.delete(id);
+    this.handler?.onFrame(this, ["S", id]);
+  }
+
+  #tick(): void {
+    this.#say(HOSTS, ["k", this.#node]);
+    const silentSince = Date.now() - 3 * KEEPALIVE_MS;
+    for (const [node, host] of [...this.#hosts]) if (host.seen < silentSince) this.#forget(node);
+  }
+
+  #say(channel: BusChannel, frame: readonly unknown[]): void {
+    // Hosts say hello again after an outage, which makes up for what is lost here.
+    const published = this.#bus.publish(channel, JSON.stringify(frame));
+    if (typeof published === "object") published.catch(() => undefined);
+  }
+}
