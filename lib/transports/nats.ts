@@ -35,7 +35,7 @@ export class NatsTransport implements BusTransport {
   #connection: NatsConnection | undefined;
   #context: BusContext | undefined;
 
-  /** @throws {@link RoarError} `ERR_ROAR_INVALID_OPTION` for a bad prefix. */
+  /** @throws `RoarError` `ERR_ROAR_INVALID_OPTION` for a bad prefix. */
   constructor(options: NatsTransportOptions = {}) {
     const { prefix = "roar", ...connection } = options;
     if (typeof prefix !== "string" || !/^[A-Za-z0-9_-]+$/.test(prefix)) {

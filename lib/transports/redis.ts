@@ -50,7 +50,7 @@ export class RedisTransport implements BusTransport {
   #subscriber: Redis | undefined;
   #pending = 0;
 
-  /** @throws {@link RoarError} `ERR_ROAR_INVALID_OPTION` for bad options. */
+  /** @throws `RoarError` `ERR_ROAR_INVALID_OPTION` for bad options. */
   constructor(options: RedisTransportOptions = {}) {
     assertOptions(options, "options", ["url", "redis", "prefix", "maxPayload", "maxPending"]);
     const { url, prefix = "roar", maxPayload = 16 * 1024 * 1024, maxPending = 65_536 } = options as RedisTransportOptions;
