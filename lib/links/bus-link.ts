@@ -121,7 +121,7 @@ export class BusLink extends Link {
       case "i":
         if (host === undefined) return this.#greet(origin);
         if (!isName(value[2]) || !isName(value[3]) || (value[4] !== 0 && value[4] !== 1)) return this.#events.malformed();
-        return this.#setInterest(origin, host.interest, value[2], value[3], value[4] === 1);
+        return this.#setInterest(host.interest, value[2], value[3], value[4] === 1);
       case "k":
         if (host === undefined) this.#greet(origin);
         return;
@@ -306,9 +306,9 @@ export class BusLink extends Link {
     if (host === undefined) this.#hosts.set(origin, (host = { interest: new Map(), seen: Date.now() }));
     const wanted = new Set(interest.map(([scope, topic]) => JSON.stringify([scope, topic])));
     for (const [scope, topics] of [...host.interest]) {
-      for (const topic of [...topics]) if (!wanted.has(JSON.stringify([scope, topic]))) this.#setInterest(origin, host.interest, scope, topic, false);
+      for (const topic of [...topics]) if (!wanted.has(JSON.stringify([scope, topic]))) this.#setInterest(host.interest, scope, topic, false);
     }
-    for (const [scope, topic] of interest) this.#setInterest(origin, host.interest, scope, topic, true);
+    for (const [scope, topic] of interest) this.#setInterest(host.interest, scope, topic, true);
   }
 
   /** A host this link does not know spoke: it asks for its hello. */
@@ -316,7 +316,8 @@ export class BusLink extends Link {
     this.#say({ kind: "node", node: origin }, ["h", this.#node, 0, this.#interest()]);
   }
 
-  #setInterest(_origin: string, interest: Map<Scope, Set<Topic>>, scope: Scope, topic: Topic, on: boolean): void {
+  /** Records a change of one host's interest; tells the hub when the union changes. */
+  #setInterest(interest: Map<Scope, Set<Topic>>, scope: Scope, topic: Topic, on: boolean): void {
     let topics = interest.get(scope);
     if (on === (topics?.has(topic) ?? false)) return;
     if (on) {
@@ -341,7 +342,7 @@ export class BusLink extends Link {
   #forget(origin: string): void {
     const host = this.#hosts.get(origin);
     if (host === undefined) return;
-    for (const [scope, topics] of [...host.interest]) for (const topic of [...topics]) this.#setInterest(origin, host.interest, scope, topic, false);
+    for (const [scope, topics] of [...host.interest]) for (const topic of [...topics]) this.#setInterest(host.interest, scope, topic, false);
     this.#hosts.delete(origin);
     this.#nextIn.delete(origin);
     for (const [id] of this.#syncs) this.#answered(id, origin);
