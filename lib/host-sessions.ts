@@ -83,7 +83,16 @@ export class HostSessions {
       throw new RoarError("ERR_ROAR_UNSUPPORTED", "a host that uses a broker transport (Redis, NATS) uses no other transport");
     }
     this.#transports.push(transport);
-    if (isBus(transport)) return this.#startBus(transport);
+    try {
+      await (isBus(transport) ? this.#startBus(transport) : this.#startTransport(transport));
+    } catch (error) {
+      // It never started: the host may start another.
+      this.#transports.splice(this.#transports.indexOf(transport), 1);
+      throw error;
+    }
+  }
+
+  async #startTransport(transport: Transport): Promise<void> {
     const context: TransportContext = {
       node: this.#hub.node,
       connected: (connection) => this.#connected(connection, transport),

@@ -26,7 +26,7 @@ import { createHost, type Host } from "./isolated-host.js";
 import type { Relay } from "./relay.js";
 import type { Router } from "./router.js";
 import type { Subscription } from "./subscription.js";
-import type { Transport } from "./transport.js";
+import type { BusTransport, Transport } from "./transport.js";
 
 /** What the suite asks a factory for: one transport of one host. */
 export interface TransportRequest {
@@ -38,7 +38,7 @@ export interface TransportRequest {
 
 /** What a factory returns: a transport, and where it can be reached once started. */
 export interface TransportUnderTest {
-  transport: Transport;
+  transport: Transport | BusTransport;
   /** Where other transports reach this one, once started; for a broker, anything (unused). */
   address(): string;
 }

@@ -217,33 +217,30 @@ export class BusLink extends Link {
   /** Whether one payload fits in a text the broker takes; if not, it is counted and reported. */
   #fits(payload: string): boolean {
     const limit = this.#bus.maxPayload ?? Number.POSITIVE_INFINITY;
-    if (payload.length * 3 + TEXT_OVERHEAD <= limit) return true;
-    const bytes = Buffer.byteLength(payload) + TEXT_OVERHEAD;
+    // In the text, a payload is a JSON string: each UTF-16 unit takes at most 6 bytes there.
+    if (payload.length * 6 + TEXT_OVERHEAD <= limit) return true;
+    const bytes = Buffer.byteLength(JSON.stringify(payload)) + TEXT_OVERHEAD;
     if (bytes <= limit) return true;
     this.counters.droppedOversized++;
     this.#events.oversized(bytes);
     return false;
   }
 
+  /** Publishes a run, in as many texts as the broker's limit needs. */
   #publish(scope: Scope, topic: Topic, payloads: readonly string[]): void {
-    const limit = this.#bus.maxPayload ?? Number.POSITIVE_INFINITY;
-    let bytes = TEXT_OVERHEAD;
-    for (const payload of payloads) bytes += payload.length * 3 + 3;
-    if (bytes > limit && payloads.length > 1) {
-      bytes = TEXT_OVERHEAD;
-      for (const payload of payloads) bytes += Buffer.byteLength(payload) + 3;
-      if (bytes > limit) {
-        const half = payloads.length >> 1;
-        this.#publish(scope, topic, payloads.slice(0, half));
-        this.#publish(scope, topic, payloads.slice(half));
-        return;
-      }
-    }
     let numbers = this.#nextOut.get(scope);
     if (numbers === undefined) this.#nextOut.set(scope, (numbers = new Map()));
     const seq = numbers.get(topic) ?? 0;
+    const text = JSON.stringify([this.#node, seq, payloads]);
+    const limit = this.#bus.maxPayload ?? Number.POSITIVE_INFINITY;
+    if (text.length * 3 > limit && payloads.length > 1 && Buffer.byteLength(text) > limit) {
+      const half = payloads.length >> 1;
+      this.#publish(scope, topic, payloads.slice(0, half));
+      this.#publish(scope, topic, payloads.slice(half));
+      return;
+    }
     numbers.set(topic, seq + payloads.length);
-    const published = this.#bus.publish({ kind: "topic", scope, topic }, JSON.stringify([this.#node, seq, payloads]));
+    const published = this.#bus.publish({ kind: "topic", scope, topic }, text);
     if (published === false) this.counters.droppedDisconnected += payloads.length;
     else if (published !== true) published.catch(() => (this.counters.droppedDisconnected += payloads.length));
   }

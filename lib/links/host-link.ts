@@ -200,9 +200,10 @@ export class HostLink extends Link {
 
   /** Whether a message fits in the far side's maxPayload; if not, it is counted and reported. */
   #fits(scope: string, topic: string, payload: string): boolean {
-    // A UTF-16 code unit is at most three UTF-8 bytes: count bytes only when it could matter.
-    if ((payload.length + scope.length + topic.length) * 3 + FRAME_OVERHEAD <= this.#peerMaxPayload) return true;
-    const bytes = Buffer.byteLength(payload) + Buffer.byteLength(scope) + Buffer.byteLength(topic) + FRAME_OVERHEAD;
+    // In a text, each name and the payload is a JSON string, where a UTF-16 unit takes at
+    // most 6 bytes: count bytes only when it could matter.
+    if ((payload.length + scope.length + topic.length) * 6 + FRAME_OVERHEAD <= this.#peerMaxPayload) return true;
+    const bytes = Buffer.byteLength(JSON.stringify([scope, topic, payload])) + FRAME_OVERHEAD;
     if (bytes <= this.#peerMaxPayload) return true;
     this.counters.droppedOversized++;
     this.#events.oversized(this, bytes);

@@ -3,21 +3,31 @@
  *
  * Every byte of the name's UTF-8 outside `A–Z a–z 0–9 _ -` is written `~XX` (hex), `~`
  * included, so the result has no separators, wildcards or spaces (NATS's `.`, `*`, `>`;
- * Redis's pattern characters), and two different names never meet in one channel.
+ * Redis's pattern characters), and two different names never meet in one channel. A name
+ * whose escaped form is longer than {@link MAX_PART} is written `~H` and its SHA-256 instead
+ * (`H` is not a hex digit, so no escaped name looks like that): a subject must fit in a NATS
+ * server's control line (4 KiB by default), and a name may be 1,024 characters of 9 escaped
+ * bytes each.
  */
+import { createHash } from "node:crypto";
 import type { BusChannel } from "../transport.js";
+
+/** The longest escaped name written as it is; longer ones are hashed. */
+export const MAX_PART = 200;
 
 const SAFE = /^[A-Za-z0-9_-]*$/;
 
-/** `name` with every byte a broker may treat specially escaped as `~XX`. */
+/** `name` with every byte a broker may treat specially escaped as `~XX`, or hashed if that is long. */
 export function escapeName(name: string): string {
-  if (SAFE.test(name)) return name;
-  let escaped = "";
-  for (const byte of Buffer.from(name)) {
-    const char = String.fromCharCode(byte);
-    escaped += byte < 0x80 && SAFE.test(char) ? char : `~${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  let escaped = name;
+  if (!SAFE.test(name)) {
+    escaped = "";
+    for (const byte of Buffer.from(name)) {
+      const char = String.fromCharCode(byte);
+      escaped += byte < 0x80 && SAFE.test(char) ? char : `~${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+    }
   }
-  return escaped;
+  return escaped.length <= MAX_PART ? escaped : `~H${createHash("sha256").update(name).digest("hex")}`;
 }
 
 /** The broker's name for `channel`: `prefix`, a kind letter and the escaped names, joined by `separator`. */

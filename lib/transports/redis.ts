@@ -82,10 +82,20 @@ export class RedisTransport implements BusTransport {
       const channel = this.#channels.get(name);
       if (channel !== undefined) context.receive(channel, text);
     });
-    // Errors are retried by the client; a listener keeps them from being thrown.
-    publisher.on("error", () => undefined);
-    subscriber.on("error", () => undefined);
-    await Promise.all([publisher.connect(), subscriber.connect()]);
+    // Errors are retried by the client; a listener keeps them from being thrown, and keeps the
+    // last one, which says why a first connection failed (`connect()` only says it closed).
+    let lastError: unknown;
+    publisher.on("error", (error: unknown) => (lastError = error));
+    subscriber.on("error", (error: unknown) => (lastError = error));
+    try {
+      await Promise.all([publisher.connect(), subscriber.connect()]);
+    } catch (error) {
+      // No retrying after a refusal (a wrong password): the program must be free to exit.
+      publisher.disconnect();
+      subscriber.disconnect();
+      this.#publisher = this.#subscriber = undefined;
+      throw lastError ?? error;
+    }
     let connected = true;
     subscriber.on("close", () => (connected = false));
     subscriber.on("ready", () => {

@@ -299,6 +299,19 @@ describe("a host's input from the network", () => {
     expect(warning).toHaveBeenCalledWith(expect.stringMatching(/larger than host hand-node accepts/), expect.objectContaining({ code: "ERR_ROAR_OVERSIZED" }));
   });
 
+  it("counts a message's JSON escaping when it checks the peer's maxPayload", async () => {
+    jest.spyOn(process, "emitWarning").mockImplementation(() => undefined);
+    const { local, relay, hand } = await handPeer(2048);
+    hand.send(["h", 1, "hand-node", 1, [["s", "t"]]]);
+    await until(() => hand.frames("h").length > 0, "the hello");
+    const router = local.createRouter({ scope: "s", capacity: 1 });
+    router.publish("t", '"'.repeat(1500)); // 1,500 bytes as a string, over 3,000 escaped in a text
+    router.publish("t", "fits");
+    await until(() => hand.frames("m").length + hand.frames("M").length > 0, "the message that fits");
+    expect(relay.stats().dropped.oversized).toBe(1);
+    for (const text of hand.texts) expect(Buffer.byteLength(JSON.stringify(text))).toBeLessThanOrEqual(2048);
+  });
+
   it("acknowledges what it received, so the peer may forget it", async () => {
     const { local, hand } = await handPeer();
     const sub = local.createRouter({ scope: "s", capacity: 10 }).subscribe("t");
