@@ -1,5 +1,5 @@
 /**
- * The quick start: the seed library's example, in TypeScript. Run it with `npm run demo`.
+ * The quick start: the seed library's example, in TypeScript. Run it with `npm run demo:quick-start`.
  */
 import * as roar from "roar";
 
