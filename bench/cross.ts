@@ -49,10 +49,11 @@ export class Peer {
     return new Promise((resolve) => this.#waiting.set(kind, [...(this.#waiting.get(kind) ?? []), resolve]));
   }
 
-  /** Sends a command (to a host process, a host command) and waits for its `ok` (or, for pings, its `done`). */
+  /** Sends a command (to a host process, a host command) and waits for its `ok` (or, for a ping — a peer's or a host's — its `done`). */
   async run(command: PeerCommand | HostCommand): Promise<PeerReply> {
     this.#post(command);
-    return this.next("cmd" in command && (command.cmd === "ping" || command.cmd === "raw-ping") ? "done" : "ok");
+    const kind = "cmd" in command ? command.cmd : command.host;
+    return this.next(kind === "ping" || kind === "raw-ping" ? "done" : "ok");
   }
 
   /** Gives the peer its end of a raw port. */
@@ -107,33 +108,45 @@ async function roarRun(
   const rates: number[] = [];
   const publishRates: number[] = [];
   for (let round = 0; round < rounds; round++) {
-    const scope = `bench-${++scopeCounter}`;
-    // Bystanders are in the scope, subscribed to another topic: they must cost nothing.
-    await Promise.all(bystanders.map((peer) => peer.run({ cmd: "subscribe", scope, topic: "elsewhere", expect: 1 })));
-    await to.run({ cmd: "subscribe", scope, topic: "t", expect: count });
-    await from.run({ cmd: "publish", scope, topic: "other", count: 0 }); // joins and flushes first
-    const done = to.next("done");
-    const started = process.hrtime.bigint();
-    const { busyNs = 0 } = await from.run({ cmd: "publish", scope, topic: "t", count });
-    await done;
-    rates.push((count * 1e9) / Number(process.hrtime.bigint() - started));
-    publishRates.push((count * 1e9) / busyNs);
+    const { throughput, publishRate } = await roarRound(from, to, count, bystanders);
+    rates.push(throughput);
+    publishRates.push(publishRate);
   }
   return { throughput: median(rates.slice(WARM_UP_ROUNDS)), publishRate: median(publishRates.slice(WARM_UP_ROUNDS)) };
+}
+
+/**
+ * One round of `count` messages from `from` to `to` through roar, in a fresh scope: the
+ * delivered rate and the publish rate (messages per second spent in `publish`).
+ */
+export async function roarRound(from: Peer, to: Peer, count: number, bystanders: Peer[] = []): Promise<{ throughput: number; publishRate: number }> {
+  const scope = `bench-${++scopeCounter}`;
+  // Bystanders are in the scope, subscribed to another topic: they must cost nothing.
+  await Promise.all(bystanders.map((peer) => peer.run({ cmd: "subscribe", scope, topic: "elsewhere", expect: 1 })));
+  await to.run({ cmd: "subscribe", scope, topic: "t", expect: count });
+  await from.run({ cmd: "publish", scope, topic: "other", count: 0 }); // joins and flushes first
+  const done = to.next("done");
+  const started = process.hrtime.bigint();
+  const { busyNs = 0 } = await from.run({ cmd: "publish", scope, topic: "t", count });
+  await done;
+  return { throughput: (count * 1e9) / Number(process.hrtime.bigint() - started), publishRate: (count * 1e9) / busyNs };
 }
 
 /** Throughput from `from` to `to` over the raw channel. */
 export async function rawThroughput(from: Peer, to: Peer, count: number, rounds = WARM_UP_ROUNDS + 5): Promise<number> {
   const rates: number[] = [];
-  for (let round = 0; round < rounds; round++) {
-    await to.run({ cmd: "raw-receive", expect: count });
-    const done = to.next("done");
-    const started = process.hrtime.bigint();
-    await from.run({ cmd: "raw-send", count });
-    await done;
-    rates.push((count * 1e9) / Number(process.hrtime.bigint() - started));
-  }
+  for (let round = 0; round < rounds; round++) rates.push(await rawRound(from, to, count));
   return median(rates.slice(WARM_UP_ROUNDS));
+}
+
+/** One round of `count` messages from `from` to `to` over the raw channel: the delivered rate. */
+export async function rawRound(from: Peer, to: Peer, count: number): Promise<number> {
+  await to.run({ cmd: "raw-receive", expect: count });
+  const done = to.next("done");
+  const started = process.hrtime.bigint();
+  await from.run({ cmd: "raw-send", count });
+  await done;
+  return (count * 1e9) / Number(process.hrtime.bigint() - started);
 }
 
 /** Round trips through roar in microseconds, the first tenth (warm-up) left out. */

@@ -49,6 +49,36 @@ export async function measureAsync(name: string, run: (n: number) => Promise<voi
   return { name, rate: median(rates) };
 }
 
+/** The small message every cross-thread, cross-process and cross-host case sends. */
+export const message = (i: number): { i: number; text: string } => ({ i, text: "hello, world" });
+
+/**
+ * Ping-pong: sends ping 0, and each time `arm`'s callback is called (a pong came back) records
+ * the round trip and sends the next ping; after `count` round trips, calls `disarm` and then
+ * `done` with the round-trip times in nanoseconds.
+ */
+export function pingPong(
+  count: number,
+  sendPing: (i: number) => void,
+  arm: (onPong: () => void) => void,
+  done: (rtts: number[]) => void,
+  disarm = (): void => undefined,
+): void {
+  const rtts: number[] = [];
+  let started = process.hrtime.bigint();
+  arm(() => {
+    const now = process.hrtime.bigint();
+    rtts.push(Number(now - started));
+    if (rtts.length === count) {
+      disarm();
+      return done(rtts);
+    }
+    started = process.hrtime.bigint();
+    sendPing(rtts.length);
+  });
+  sendPing(0);
+}
+
 /** The median of `values` (which it sorts). */
 export function median(values: number[]): number {
   values.sort((a, b) => a - b);

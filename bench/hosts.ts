@@ -8,7 +8,13 @@
  *    `worker.send` → worker, one send per message at every hop, as the cluster baseline.
  * The methodology is the cross-process one (cross.ts): warm-up rounds then the median of
  * rounds for throughput, roar's publisher pacing itself with pipelined flushes; round trips in
- * alternating rounds, the first tenth of each round's pings left out.
+ * alternating rounds, the first tenth of each round's pings left out. Throughput rounds
+ * alternate too (raw ws, raw on roar's path, roar, raw ws, ...), so a change in the machine's
+ * load hits every case and their ratios hold on a noisy machine.
+ *
+ * Round trips are also measured between the two primaries themselves — roar routers in
+ * primary A and primary B, beside raw `ws` between them over a socket B dialled — one ws hop
+ * each way for both: the like-for-like host ↔ host comparison.
  *
  * Every WebSocket here, roar's and raw, is dialled from B's side: `ws` masks what a client
  * sends (in JavaScript, unless the optional `bufferutil` is installed), so the bulk A → B
@@ -17,12 +23,15 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { median, percentile, printColumns, printTable } from "./harness.js";
-import { Peer, rate, rawRoundTrips, rawThroughput, roarRoundTrips, roarThroughput } from "./cross.js";
+import { Peer, rate, rawRound, rawRoundTrips, roarRound, roarRoundTrips, WARM_UP_ROUNDS } from "./cross.js";
 
 const HOST = new URL("./host.js", import.meta.url);
 const COUNT = 50_000;
 const PINGS = 2000;
 const LATENCY_ROUNDS = 5;
+const THROUGHPUT_ROUNDS = 5;
+/** The cross-host section fails, rather than hangs, if it has not finished by then. */
+const SECTION_MS = 150_000;
 
 const children = new Set<ChildProcess>();
 /** Hosts started and not yet stopped. */
@@ -78,56 +87,119 @@ async function rawVia(via: "ws" | "channel", ...peers: Peer[]): Promise<void> {
 
 const us = (value: number): string => `${value.toFixed(1)} µs`;
 
+let primaryScopes = 0;
+/** Round trips between two primaries through roar routers of their own, in µs, the first tenth left out. */
+async function primaryRoarRoundTrips(from: Peer, to: Peer, count: number): Promise<number[]> {
+  const scope = `primaries-${++primaryScopes}`;
+  await to.run({ host: "echo", scope, from: "ping", to: "pong" });
+  const { rtts = [] } = await from.run({ host: "ping", scope, from: "pong", to: "ping", count });
+  return rtts.slice(count / 10).map((ns) => ns / 1000);
+}
+
+/** Round trips between two primaries over their raw ws socket, in µs, the first tenth left out. */
+async function primaryRawRoundTrips(from: Peer, to: Peer, count: number): Promise<number[]> {
+  await to.run({ host: "raw-echo" });
+  const { rtts = [] } = await from.run({ host: "raw-ping", count });
+  await to.run({ host: "raw-relay" });
+  return rtts.slice(count / 10).map((ns) => ns / 1000);
+}
+
+/** The round-trip cases, each measured in rounds: per-round p50 and p99, in µs. */
+class RoundTrips {
+  readonly #p50s = new Map<string, number[]>();
+  readonly #p99s = new Map<string, number[]>();
+
+  record(name: string, rtts: number[]): void {
+    this.#p50s.set(name, [...(this.#p50s.get(name) ?? []), percentile(rtts, 50)]);
+    this.#p99s.set(name, [...(this.#p99s.get(name) ?? []), percentile(rtts, 99)]);
+  }
+
+  /** The median of the rounds' p50s. */
+  p50(name: string): number {
+    return median(this.#p50s.get(name) ?? []);
+  }
+
+  /** The median of the rounds' p99s. */
+  p99(name: string): number {
+    return median(this.#p99s.get(name) ?? []);
+  }
+
+  /** Prints `rows` as a table: each case's p50 and p99, its p50 ratio to its `baseline` (and on a line of its own to `also`), and its `target`. */
+  print(title: string, rows: { name: string; baseline?: string; target?: string; also?: string }[]): void {
+    const ratio = (name: string, of: string): string => `${(this.p50(name) / this.p50(of)).toFixed(2)}× ${of}`;
+    const lines: string[][] = [];
+    for (const { name, baseline, target, also } of rows) {
+      lines.push([name, us(this.p50(name)), us(this.p99(name)), baseline === undefined ? "(baseline)" : ratio(name, baseline), target ?? ""]);
+      if (also !== undefined) lines.push(["", "", "", ratio(name, also), ""]);
+    }
+    printColumns(title, ["case", "p50", "p99", "p50 ratio", "target"], lines);
+  }
+}
+
 /** Runs the cross-host cases and prints their tables. */
 export async function benchHosts(): Promise<void> {
+  let watchdog: NodeJS.Timeout | undefined;
   try {
-    const a = await startHost({ listen: true });
-    const b = await startHost({ listen: false, peer: `ws://127.0.0.1:${a.port}`, rawPeer: `ws://127.0.0.1:${a.rawPort}` });
-    await Promise.all([a, b].map(({ peer }) => guarded(peer.run({ host: "linked" }), peer.handle as ChildProcess, "linking to the other host")));
-    const { port } = await a.peer.run({ cmd: "ws-listen" });
-    await b.peer.run({ cmd: "ws-dial", url: `ws://127.0.0.1:${port}` });
-    const [wa, wb] = [a.peer, b.peer];
-
-    await rawVia("ws", wa, wb);
-    const direct = rate("raw ws worker → worker, one frame per message", await rawThroughput(wa, wb, COUNT));
-    await rawVia("channel", wa, wb);
-    const relayed = rate("raw, one send per message per hop (roar's path)", await rawThroughput(wa, wb, COUNT));
-    const viaRoar = rate("roar worker → primary A → ws → primary B → worker", await roarThroughput(wa, wb, COUNT));
-    printTable("Host → host throughput (cluster worker on host A → on host B; B dials A over 127.0.0.1), small messages", [
-      { result: direct },
-      { result: relayed, baseline: direct },
-      { result: viaRoar, baseline: direct, target: "≥ 2×" },
-      { result: viaRoar, baseline: relayed },
+    await Promise.race([
+      measure(),
+      new Promise<never>((_, reject) => (watchdog = setTimeout(() => reject(new Error(`the cross-host benchmark took over ${SECTION_MS / 1000} s`)), SECTION_MS))),
     ]);
-
-    // Round trips: rounds alternate between the three, so a change in load hits all of them.
-    const p50s: [number[], number[], number[]] = [[], [], []];
-    const p99s: [number[], number[], number[]] = [[], [], []];
-    const record = (i: 0 | 1 | 2, rtts: number[]): void => {
-      p50s[i].push(percentile(rtts, 50));
-      p99s[i].push(percentile(rtts, 99));
-    };
-    for (let round = 0; round < LATENCY_ROUNDS; round++) {
-      await rawVia("ws", wa, wb);
-      record(0, await rawRoundTrips(wa, wb, PINGS));
-      await rawVia("channel", wa, wb);
-      record(1, await rawRoundTrips(wa, wb, PINGS));
-      record(2, await roarRoundTrips(wa, wb, PINGS));
-    }
-    const [p50, p99] = [p50s.map((rounds) => median(rounds)), p99s.map((rounds) => median(rounds))] as [number[], number[]];
-    const names = ["raw ws ping-pong, worker ↔ worker", "raw, one send per hop (roar's path)", "roar worker ↔ worker, two topics"];
-    const ratio = (i: number, of: number): string => `${((p50[i] as number) / (p50[of] as number)).toFixed(2)}× ${names[of]}`;
-    printColumns(
-      "Host ↔ host round trip (cluster worker on host A ↔ on host B)",
-      ["case", "p50", "p99", "p50 ratio", "target"],
-      [
-        [names[0] as string, us(p50[0] as number), us(p99[0] as number), "(baseline)", ""],
-        [names[1] as string, us(p50[1] as number), us(p99[1] as number), ratio(1, 0), ""],
-        [names[2] as string, us(p50[2] as number), us(p99[2] as number), ratio(2, 0), "≤ 1.5×"],
-        ["", "", "", ratio(2, 1), ""],
-      ],
-    );
   } finally {
+    clearTimeout(watchdog);
     await Promise.all(started.splice(0).map(stopHost));
   }
+}
+
+async function measure(): Promise<void> {
+  const a = await startHost({ listen: true });
+  const b = await startHost({ listen: false, peer: `ws://127.0.0.1:${a.port}`, rawPeer: `ws://127.0.0.1:${a.rawPort}` });
+  await Promise.all([a, b].map(({ peer }) => guarded(peer.run({ host: "linked" }), peer.handle as ChildProcess, "linking to the other host")));
+  const { port } = await a.peer.run({ cmd: "ws-listen" });
+  await b.peer.run({ cmd: "ws-dial", url: `ws://127.0.0.1:${port}` });
+  // Commands without `host` go on to the hosts' workers; those with it stay in the primaries.
+  const [wa, wb] = [a.peer, b.peer];
+  const [pa, pb] = [a.peer, b.peer];
+
+  // Throughput: rounds alternate between the three, so a change in load hits all of them.
+  const rates: [number[], number[], number[]] = [[], [], []];
+  for (let round = 0; round < WARM_UP_ROUNDS + THROUGHPUT_ROUNDS; round++) {
+    await rawVia("ws", wa, wb);
+    rates[0].push(await rawRound(wa, wb, COUNT));
+    await rawVia("channel", wa, wb);
+    rates[1].push(await rawRound(wa, wb, COUNT));
+    rates[2].push((await roarRound(wa, wb, COUNT)).throughput);
+  }
+  const [directRate, relayedRate, roarRate] = rates.map((rounds) => median(rounds.slice(WARM_UP_ROUNDS))) as [number, number, number];
+  const direct = rate("raw ws worker → worker, one frame per message", directRate);
+  const relayed = rate("raw, one send per message per hop (roar's path)", relayedRate);
+  const viaRoar = rate("roar worker → primary A → ws → primary B → worker", roarRate);
+  printTable("Host → host throughput (cluster worker on host A → on host B; B dials A over 127.0.0.1), small messages", [
+    { result: direct },
+    { result: relayed, baseline: direct },
+    { result: viaRoar, baseline: direct, target: "≥ 2×" },
+    { result: viaRoar, baseline: relayed },
+  ]);
+
+  // Round trips: rounds alternate between the five, so a change in load hits all of them.
+  const workers = ["raw ws ping-pong, worker ↔ worker", "raw, one send per hop (roar's path)", "roar worker ↔ worker, two topics"] as const;
+  const primaries = ["raw ws ping-pong, primary ↔ primary", "roar primary ↔ primary, two topics"] as const;
+  const trips = new RoundTrips();
+  for (let round = 0; round < LATENCY_ROUNDS; round++) {
+    await rawVia("ws", wa, wb);
+    trips.record(workers[0], await rawRoundTrips(wa, wb, PINGS));
+    await rawVia("channel", wa, wb);
+    trips.record(workers[1], await rawRoundTrips(wa, wb, PINGS));
+    trips.record(workers[2], await roarRoundTrips(wa, wb, PINGS));
+    trips.record(primaries[0], await primaryRawRoundTrips(pa, pb, PINGS));
+    trips.record(primaries[1], await primaryRoarRoundTrips(pa, pb, PINGS));
+  }
+  trips.print("Host ↔ host round trip (cluster worker on host A ↔ on host B)", [
+    { name: workers[0] },
+    { name: workers[1], baseline: workers[0] },
+    { name: workers[2], baseline: workers[0], target: "≤ 1.5×", also: workers[1] },
+  ]);
+  trips.print("Primary ↔ primary round trip (host A's primary ↔ host B's primary, one ws hop each way)", [
+    { name: primaries[0] },
+    { name: primaries[1], baseline: primaries[0], target: "≤ 1.5×" },
+  ]);
 }

@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import { parentPort, type MessagePort } from "node:worker_threads";
 import * as roar from "roar";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { message, pingPong } from "./harness.js";
 
 /** Commands a peer obeys; each is answered with `{ reply: "ok", ... }`. */
 export type PeerCommand =
@@ -41,7 +42,6 @@ const CHUNK = 1000;
 /** roar's publisher flushes every PACE messages. */
 const PACE = 8192;
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-const message = (i: number): { i: number; text: string } => ({ i, text: "hello, world" });
 
 const channel = parentPort ?? process;
 const send = (reply: PeerReply): void => {
@@ -73,19 +73,7 @@ const router = (scope: string): roar.Router => {
 };
 
 function ping(count: number, sendPing: (i: number) => void, arm: (onPong: () => void) => void, disarm = (): void => undefined): void {
-  const rtts: number[] = [];
-  let started = process.hrtime.bigint();
-  arm(() => {
-    const now = process.hrtime.bigint();
-    rtts.push(Number(now - started));
-    if (rtts.length === count) {
-      disarm();
-      return send({ reply: "done", rtts });
-    }
-    started = process.hrtime.bigint();
-    sendPing(rtts.length);
-  });
-  sendPing(0);
+  pingPong(count, sendPing, arm, (rtts) => send({ reply: "done", rtts }), disarm);
 }
 
 async function obey(command: PeerCommand): Promise<void> {
