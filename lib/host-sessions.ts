@@ -9,6 +9,9 @@
  * old connection drop — are settled the same way on both sides: the connection dialled by the
  * host with the smaller node id stays, unless both were dialled by the same side, where the
  * newer one stays (the older one is likely dead).
+ *
+ * A broker transport has no connections to tell apart: it gets one {@link BusLink}, which
+ * stands for every host on the broker (see bus-link.ts), and no other transport beside it.
  */
 import type { Hub } from "./hub.js";
 import { BusLink } from "./links/bus-link.js";
