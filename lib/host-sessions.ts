@@ -101,7 +101,8 @@ export class HostSessions {
       connected: (connection) => this.#connected(connection, transport),
       isLinked: (address) => {
         const node = this.#dialled.get(address);
-        return node !== undefined && this.#links.get(node)?.connection !== undefined;
+        // An address where this very host answered is as good as linked: nothing to dial.
+        return node !== undefined && (node === this.#hub.node || this.#links.get(node)?.connection !== undefined);
       },
       dropped: (reason: TransportDropReason) => void this.counters[reason]++,
       warn: (message, code) => this.#warn(message, code),
@@ -189,6 +190,7 @@ export class HostSessions {
 
   #linkFor(connection: Connection, [, , node, peerMaxPayload]: Handshake, transport: Transport): HostLink | undefined {
     if (node === this.#hub.node) {
+      if (connection.dialled !== undefined) this.#dialled.set(connection.dialled, node);
       connection.close("roar: a host cannot link to itself");
       return undefined;
     }

@@ -198,7 +198,6 @@ export class Hub implements LinkHandler {
       this.#updateForwardAll();
     }
     this.#sayHello(link, 0);
-    if (isHost(link)) this.#neighboursChanged();
     if (upstream && !this.#isThread) {
       const early = this.#early;
       this.#early = [];
@@ -362,10 +361,13 @@ export class Hub implements LinkHandler {
     for (const [id, sync] of this.#syncs) if (sync.waiting.has(link)) link.sendControl(["s", id]);
   }
 
-  /** The node ids of the hosts this hub is linked to, away ones included. */
+  /**
+   * The node ids of the hosts this hub sends to itself: those whose hello it has had, away
+   * ones included (what it sends them waits for them).
+   */
   #hostNodes(): string[] {
     const nodes: string[] = [];
-    for (const link of this.#links) if (isHost(link)) nodes.push(link.node);
+    for (const link of this.#links) if (isHost(link) && link.known) nodes.push(link.node);
     return nodes;
   }
 
@@ -394,9 +396,14 @@ export class Hub implements LinkHandler {
    * wanted, skip it in syncs, and keep listening — a hub started there later says hello.
    */
   #onBye(link: Link): void {
-    if ((link === this.#upstream && link.kind === "thread") || isHost(link)) {
+    if (isHost(link)) {
+      // Another host's relay closed: it is not away, it is gone, having acknowledged all it
+      // took in; what it did not is lost.
+      link.expire();
+      return;
+    }
+    if (link === this.#upstream && link.kind === "thread") {
       // A thread's main thread closed its relay: its port is going; join again from scratch.
-      // Another host's relay closed: it is not away, it is gone.
       link.close();
       return;
     }
@@ -535,6 +542,12 @@ export class Hub implements LinkHandler {
 
   #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[], wantsAll: boolean): void {
     link.greeted = true;
+    if (isHost(link) && !link.known) {
+      // From now on this hub sends to that host itself: its neighbours must stop passing on
+      // what this hub sends them for it — and learn so before any message it sends them next.
+      link.known = true;
+      this.#neighboursChanged();
+    }
     // The upstream hub's hello says what lies beyond it: no need to send it everything, unless
     // it asks for everything (a thread's main thread still joining its parent).
     const welcome = link === this.#upstream && !this.#welcomed;

@@ -94,7 +94,9 @@ export class BusLink extends Link {
 
   /** The broker connection came back: texts may have been lost, so everyone says hello again. */
   reconnected(): void {
-    this.#say(HOSTS, ["h", this.#node, 0, this.#interest()]);
+    this.#sayHello(HOSTS, 0);
+    // A sync request or answer may have been lost on the way: ask again.
+    for (const [id, waiting] of this.#syncs) for (const node of waiting) this.#say({ kind: "node", node }, ["s", this.#node, id]);
   }
 
   /** Takes in a text from the broker. */
@@ -111,12 +113,17 @@ export class BusLink extends Link {
     if (!isNode(origin)) return this.#events.malformed();
     if (origin === this.#node) return; // The broker echoed what this host said to everyone.
     const host = this.#hosts.get(origin);
-    if (host !== undefined) host.seen = Date.now();
+    if (host !== undefined) host.seen = performance.now();
     switch (kind) {
       case "h":
         if ((value[2] !== 0 && value[2] !== 1) || !isInterest(value[3])) return this.#events.malformed();
         this.#hello(origin, value[3]);
-        if (value[2] === 0) this.#say({ kind: "node", node: origin }, ["h", this.#node, 1, this.#interest()]);
+        if (value[2] === 0) {
+          // A host says hello when it starts or is back from an outage, in which a sync
+          // request to it, or its answer, may have been lost: ask it again.
+          this.#sayHello({ kind: "node", node: origin }, 1);
+          for (const [id, waiting] of this.#syncs) if (waiting.has(origin)) this.#say({ kind: "node", node: origin }, ["s", this.#node, id]);
+        }
         return;
       case "i":
         if (host === undefined) return this.#greet(origin);
@@ -155,7 +162,7 @@ export class BusLink extends Link {
           const wanted = new Set(frame[4].map(([scope, topic]) => JSON.stringify([scope, topic])));
           for (const [scope, topics] of [...this.#mine]) for (const topic of [...topics]) if (!wanted.has(JSON.stringify([scope, topic]))) this.#setMine(scope, topic, false);
           for (const [scope, topic] of frame[4]) this.#setMine(scope, topic, true);
-          this.#say(HOSTS, ["h", this.#node, 0, this.#interest()]);
+          this.#sayHello(HOSTS, 0);
           if (frame[3] === 0) this.handler?.onFrame(this, ["h", PROTOCOL_VERSION, "bus", 1, this.#union()]);
           break;
         }
@@ -300,7 +307,7 @@ export class BusLink extends Link {
   /** A host said hello: what it wants replaces what was known. */
   #hello(origin: string, interest: readonly InterestKey[]): void {
     let host = this.#hosts.get(origin);
-    if (host === undefined) this.#hosts.set(origin, (host = { interest: new Map(), seen: Date.now() }));
+    if (host === undefined) this.#hosts.set(origin, (host = { interest: new Map(), seen: performance.now() }));
     const wanted = new Set(interest.map(([scope, topic]) => JSON.stringify([scope, topic])));
     for (const [scope, topics] of [...host.interest]) {
       for (const topic of [...topics]) if (!wanted.has(JSON.stringify([scope, topic]))) this.#setInterest(host.interest, scope, topic, false);
@@ -310,7 +317,7 @@ export class BusLink extends Link {
 
   /** A host this link does not know spoke: it asks for its hello. */
   #greet(origin: string): void {
-    this.#say({ kind: "node", node: origin }, ["h", this.#node, 0, this.#interest()]);
+    this.#sayHello({ kind: "node", node: origin }, 0);
   }
 
   /** Records a change of one host's interest; tells the hub when the union changes. */
@@ -368,8 +375,21 @@ export class BusLink extends Link {
 
   #tick(): void {
     this.#say(HOSTS, ["k", this.#node]);
-    const silentSince = Date.now() - 3 * KEEPALIVE_MS;
+    const silentSince = performance.now() - 3 * KEEPALIVE_MS;
     for (const [node, host] of [...this.#hosts]) if (host.seen < silentSince) this.#forget(node);
+  }
+
+  /**
+   * Says hello with everything this host wants. A hello too long for the broker goes as a
+   * shorter hello and then one interest frame per topic left, which the far side reads alike.
+   */
+  #sayHello(channel: BusChannel, reply: 0 | 1): void {
+    const interest = this.#interest();
+    const limit = (this.#bus.maxPayload ?? Number.POSITIVE_INFINITY) - TEXT_OVERHEAD;
+    let first = interest.length;
+    while (first > 1 && Buffer.byteLength(JSON.stringify(interest.slice(0, first))) > limit) first >>= 1;
+    this.#say(channel, ["h", this.#node, reply, interest.slice(0, first)]);
+    for (const [scope, topic] of interest.slice(first)) this.#say(channel, ["i", this.#node, scope, topic, 1]);
   }
 
   #say(channel: BusChannel, frame: readonly unknown[]): void {

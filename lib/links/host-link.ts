@@ -14,7 +14,8 @@
  *    handshake. `session` names this side's numbering of what it sends (a random id made with
  *    the link), `yourSession` the far side's numbering as this side knows it ("" if it does
  *    not), and `received` how many messages of that numbering arrived here. Messages carry no
- *    sequence numbers: they are counted in order on both sides.
+ *    sequence numbers: they are counted in order on both sides, and so are the neighbour
+ *    lists (`n`) sent among them, which are kept and resent with them, in their place.
  *  - `["A", received]`: an acknowledgement, sent every {@link ACK_EVERY} messages and
  *    {@link ACK_DELAY_MS} after any message not yet acknowledged. What is acknowledged is no
  *    longer kept for resending; what is kept (unacknowledged plus not yet sent) is the link's
@@ -24,7 +25,7 @@
  * closed (the link stays, away, and may resume).
  */
 import type { Connection } from "../transport.js";
-import type { Frame, MessageFrame } from "../wire/frames.js";
+import type { Frame, MessageFrame, NeighboursFrame } from "../wire/frames.js";
 import { isFrame } from "../wire/validate-frame.js";
 import { isEncodedPayload } from "../wire/codec.js";
 import { Link } from "./link.js";
@@ -36,8 +37,12 @@ export const ACK_DELAY_MS = 20;
 /** What the UTF-8 encoding of a frame's names and punctuation may add to its payload, at most. */
 const FRAME_OVERHEAD = 64;
 
-/** A message kept for resending: its (scope, topic, payload). */
-type Kept = readonly [string, string, string];
+/**
+ * What is kept for resending, in the order it was sent: messages, and the neighbour lists
+ * sent among them — the far side must read each message with the neighbours that held when
+ * it was sent, or it would pass on what this side sent directly, or hold back what it did not.
+ */
+type Kept = MessageFrame | NeighboursFrame;
 
 /** What a host link tells its owner (the host's sessions). */
 export interface HostLinkEvents {
@@ -56,8 +61,10 @@ export class HostLink extends Link {
   readonly kind = "host";
   /** The far host's node id. */
   readonly node: string;
-  /** The node ids of the hosts the far side is linked to, as it last said. */
+  /** The node ids of the hosts the far side sends to itself, as it last said. */
   neighbours: ReadonlySet<string> = new Set();
+  /** Whether the hub has had the far side's hello, and so sends to it directly (see Hub). */
+  known = false;
   readonly #events: HostLinkEvents;
   readonly #awayTimeout: number;
   readonly #session = Math.random().toString(36).slice(2, 12);
@@ -69,7 +76,7 @@ export class HostLink extends Link {
   #held: Frame[][] = [];
   /** The number of the first message in `#held`. */
   #heldFrom = 0;
-  /** Messages numbered `#acked + 1` to `#numbered`, from `#keptHead` on. */
+  /** What was sent numbered `#acked + 1` to `#numbered` (messages and neighbour lists), from `#keptHead` on. */
   #kept: Kept[] = [];
   #keptHead = 0;
   #acked = 0;
@@ -131,7 +138,7 @@ export class HostLink extends Link {
 
   /** The far host is gone for good: what it did not acknowledge is counted lost. */
   expire(): void {
-    this.counters.droppedDisconnected += this.#numbered - this.#acked;
+    this.counters.droppedDisconnected += this.#messagesKept(this.#numbered);
     this.#kept = [];
     this.#keptHead = 0;
     this.#acked = this.#numbered;
@@ -169,14 +176,17 @@ export class HostLink extends Link {
       if (!this.#resumed || !isFrame(frame)) return this.#broken(this.#resumed ? "a malformed frame" : "a frame before the resume");
       if (frame[0] === "m") {
         if (!isEncodedPayload(frame[3])) return this.#broken("a message whose payload is not encoded");
+        this.counters.received++;
         this.#countReceived(1);
         handler?.onFrame(this, frame);
       } else if (frame[0] === "M") {
         const payloads = frame[3];
         for (const payload of payloads) if (!isEncodedPayload(payload)) return this.#broken("a message whose payload is not encoded");
+        this.counters.received += payloads.length;
         this.#countReceived(payloads.length);
         handler?.onFrame(this, frame);
       } else {
+        if (frame[0] === "n") this.#countReceived(1);
         handler?.onFrame(this, frame);
       }
     }
@@ -213,8 +223,8 @@ export class HostLink extends Link {
   protected write(batch: Frame[]): void {
     const from = this.#numbered + 1;
     for (const frame of batch) {
-      if (frame[0] === "m") this.#kept.push([frame[1], frame[2], frame[3] as string]);
-      else if (frame[0] === "M") for (const payload of frame[3]) this.#kept.push([frame[1], frame[2], payload as string]);
+      if (frame[0] === "m" || frame[0] === "n") this.#kept.push(frame);
+      else if (frame[0] === "M") for (const payload of frame[3]) this.#kept.push(["m", frame[1], frame[2], payload]);
     }
     this.#numbered = this.#acked + this.#kept.length - this.#keptHead;
     if (this.#connection === undefined) return; // Away: messages wait; the hub says hello again on return.
@@ -234,9 +244,8 @@ export class HostLink extends Link {
   protected detach(): void {
     clearTimeout(this.#ackTimer);
     clearTimeout(this.#awayTimer);
-    // Closed from this side (the relay closes, or the far side said bye): nothing more will be
-    // acknowledged.
-    this.counters.droppedDisconnected += this.#numbered - this.#acked;
+    // Closed from this side, the connection ends after what was written: nothing is counted
+    // lost (a far side that said bye first was expired, which counts).
     const connection = this.#connection;
     this.#connection = undefined;
     this.#resumed = false;
@@ -262,8 +271,8 @@ export class HostLink extends Link {
     if (mySession !== this.#session) {
       // The far side does not know this numbering: what was written before may or may not have
       // arrived, so it is counted lost; what was never written is numbered afresh.
+      this.counters.droppedDisconnected += this.#messagesKept(this.#written);
       this.#trim(this.#written);
-      this.counters.droppedDisconnected += this.#written - this.#acked;
       this.#numbered -= this.#written;
       if (this.#held.length !== 0) this.#heldFrom -= this.#written;
       this.#acked = 0;
@@ -278,8 +287,7 @@ export class HostLink extends Link {
     const resendUpTo = this.#held.length !== 0 ? this.#heldFrom - 1 : this.#numbered;
     const missed: Frame[] = [];
     for (let i = this.#keptHead + received - this.#acked; i < this.#keptHead + resendUpTo - this.#acked; i++) {
-      const [scope, topic, payload] = this.#kept[i] as Kept;
-      missed.push(["m", scope, topic, payload]);
+      missed.push(this.#kept[i] as Kept);
     }
     this.#resumed = true;
     this.#written = this.#numbered;
@@ -305,9 +313,15 @@ export class HostLink extends Link {
     }
   }
 
+  /** How many messages (not neighbour lists) are kept, numbered up to `upTo`. */
+  #messagesKept(upTo: number): number {
+    let messages = 0;
+    for (let i = this.#keptHead; i < this.#keptHead + upTo - this.#acked; i++) if ((this.#kept[i] as Kept)[0] === "m") messages++;
+    return messages;
+  }
+
   #countReceived(count: number): void {
     this.#received += count;
-    this.counters.received += count;
     if (this.#received - this.#acknowledged >= ACK_EVERY) this.#sendAck();
     else if (this.#ackTimer === undefined) {
       this.#ackTimer = setTimeout(() => this.#sendAck(), ACK_DELAY_MS);
@@ -343,8 +357,15 @@ export class HostLink extends Link {
       this.#send([["M", frame[1], frame[2], frame[3].slice(half)]]);
       return;
     }
-    // One message always fits (sendMessage dropped bigger ones); only a hello naming more
-    // topics than the far side's maxPayload holds gets here, and the far side will refuse it.
+    if (frame[0] === "h" && frame[4].length > 1) {
+      // A hello naming more topics than fit: a shorter hello, then the rest as interest frames,
+      // which the far side reads alike.
+      const half = frame[4].length >> 1;
+      const rest: Frame[] = frame[4].slice(half).map(([scope, topic]) => ["i", scope, topic, 1]);
+      this.#send([["h", frame[1], frame[2], frame[3], frame[4].slice(0, half), frame[5]], ...rest]);
+      return;
+    }
+    // One message always fits (sendMessage dropped bigger ones), and so does any other frame.
     this.#connection?.send(text, noop);
   }
 

@@ -16,18 +16,25 @@ import type { BusChannel } from "../transport.js";
 export const MAX_PART = 200;
 
 const SAFE = /^[A-Za-z0-9_-]*$/;
+/** In a `u` pattern, a surrogate pair is one code point: what this matches is alone. */
+const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /** `name` with every byte a broker may treat specially escaped as `~XX`, or hashed if that is long. */
 export function escapeName(name: string): string {
   let escaped = name;
-  if (!SAFE.test(name)) {
+  if (LONE_SURROGATE.test(name)) {
+    // A lone surrogate has no UTF-8: each UTF-16 unit is written instead, after `~U` (not a
+    // hex digit, so no other escaped name looks like that).
+    escaped = "~U";
+    for (let i = 0; i < name.length; i++) escaped += name.charCodeAt(i).toString(16).toUpperCase().padStart(4, "0");
+  } else if (!SAFE.test(name)) {
     escaped = "";
     for (const byte of Buffer.from(name)) {
       const char = String.fromCharCode(byte);
       escaped += byte < 0x80 && SAFE.test(char) ? char : `~${byte.toString(16).toUpperCase().padStart(2, "0")}`;
     }
   }
-  return escaped.length <= MAX_PART ? escaped : `~H${createHash("sha256").update(name).digest("hex")}`;
+  return escaped.length <= MAX_PART ? escaped : `~H${createHash("sha256").update(escaped).digest("hex")}`;
 }
 
 /** The broker's name for `channel`: `prefix`, a kind letter and the escaped names, joined by `separator`. */

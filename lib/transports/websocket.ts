@@ -35,6 +35,10 @@ export const CLOSE_UNAUTHORIZED = 4401;
 const CLOSE_ROAR = 4000;
 /** How long a closing transport waits for peers to answer its close, in milliseconds. */
 const CLOSE_GRACE_MS = 1000;
+/** How long a dial may wait for the peer's upgrade, in milliseconds. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long a connection must have lasted for its loss to be dialled again at once, in milliseconds. */
+const SERVED_MS = 1000;
 
 /** Options of {@link WebSocketTransport}. */
 export interface WebSocketTransportOptions {
@@ -127,6 +131,8 @@ export class WebSocketTransport implements Transport {
   readonly #retryMax: number;
   readonly #connections = new Set<SocketConnection>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Sockets dialled and not yet open. */
+  readonly #dialling = new Set<WebSocket>();
   #context: TransportContext | undefined;
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
@@ -197,6 +203,8 @@ export class WebSocketTransport implements Transport {
     this.#closed = true;
     clearInterval(this.#pinger);
     for (const timer of this.#timers) clearTimeout(timer);
+    // Dials still waiting for their upgrade are given up.
+    for (const socket of this.#dialling) socket.terminate();
     const closing = [...this.#connections].map(
       ({ socket }) => new Promise<void>((resolve) => (socket.readyState === WebSocket.CLOSED ? resolve() : socket.once("close", () => resolve()))),
     );
@@ -266,20 +274,25 @@ export class WebSocketTransport implements Transport {
       ...tls,
       maxPayload: this.#maxPayload,
       perMessageDeflate: false,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
       headers: token === undefined ? {} : { [TOKEN_HEADER]: token },
     });
-    let opened = false;
+    this.#dialling.add(socket);
+    let openedAt: number | undefined;
     socket.on("open", () => {
-      opened = true;
+      this.#dialling.delete(socket);
+      openedAt = performance.now();
       this.#open(socket, url);
     });
     socket.on("close", (code, reason) => {
+      this.#dialling.delete(socket);
       if (code === CLOSE_UNAUTHORIZED) {
         context.warn(`the host at ${url} refused this host's token (${reason.toString()}); set the same \`token\` on both`, "ERR_ROAR_UNAUTHORIZED");
       }
-      // A connection that opened and then dropped is dialled again soon; one that failed, or
-      // was refused, later each time.
-      const next = opened && code !== CLOSE_UNAUTHORIZED ? 0 : attempt + 1;
+      // A connection that served a while and then dropped is dialled again soon; one that
+      // failed, was refused or closed at once (a duplicate, this very host) later each time.
+      const served = openedAt !== undefined && performance.now() - openedAt > SERVED_MS && code !== CLOSE_UNAUTHORIZED;
+      const next = served ? 0 : attempt + 1;
       const backoff = Math.min(this.#retryMax, this.#retryMin * 2 ** next);
       // Jitter: between half and all of the backoff.
       this.#later(() => this.#dial(url, next), backoff * (0.5 + Math.random() / 2));
@@ -319,6 +332,7 @@ export class WebSocketTransport implements Transport {
   }
 
   #later(run: () => void, ms: number): void {
+    if (this.#closed) return;
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       run();

@@ -23,6 +23,14 @@ describe("channel names on a broker", () => {
     expect(escapeName("x".repeat(MAX_PART + 1))).toMatch(/^~H/);
   });
 
+  it("keeps names with lone surrogates apart (they have no UTF-8 of their own)", () => {
+    const names = ["\uD800", "\uDFFF", "\uFFFD", "a\uD800b"];
+    const escaped = names.map(escapeName);
+    expect(new Set(escaped).size).toBe(names.length);
+    expect(escapeName("\uD800")).toBe("~UD800");
+    expect(escapeName("😀")).toBe("~F0~9F~98~80");
+  });
+
   it("names channels by kind, prefix and separator", () => {
     expect(channelName("roar", ".", { kind: "topic", scope: "app", topic: "a.b" })).toBe("roar.t.app.a~2Eb");
     expect(channelName("roar", ":", { kind: "node", node: "12:ab" })).toBe("roar:n:12~3Aab");
