@@ -2,6 +2,7 @@
  * A small benchmark harness: each case runs in rounds of about `roundMs`, and the median rate
  * is reported, so one slow round on a busy machine does not decide the figure.
  */
+import type { Router } from "roar";
 
 /** One measured case: a name and its median rate. */
 export interface Result {
@@ -47,6 +48,45 @@ export async function measureAsync(name: string, run: (n: number) => Promise<voi
     rates.push((n * 1e9) / Number(process.hrtime.bigint() - started));
   }
   return { name, rate: median(rates) };
+}
+
+/** roar's publisher flushes every PACE messages (see {@link publishPaced}). */
+const PACE = 8192;
+
+/**
+ * Publishes `count` messages on `topic` of router `r`, as fast as roar takes them; returns the
+ * nanoseconds spent in `publish` calls (waits for flushes left out): the publish cost.
+ *
+ * flush() paces the publisher: it waits for the flush made one PACE of messages earlier, so at
+ * most two PACEs wait for the relay — well under a link's bound, so a publisher faster than
+ * its relay does not run into it and drop — and the pipe never runs dry.
+ */
+export async function publishPaced(r: Router, topic: string, count: number): Promise<number> {
+  await r.flush();
+  let previous = Promise.resolve();
+  let busyNs = 0;
+  let started = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) {
+    r.publish(topic, message(i));
+    if (i % PACE === PACE - 1) {
+      busyNs += Number(process.hrtime.bigint() - started);
+      await previous;
+      previous = r.flush();
+      started = process.hrtime.bigint();
+    }
+  }
+  return busyNs + Number(process.hrtime.bigint() - started);
+}
+
+/** The raw sender yields to the event loop every CHUNK messages, as a streaming program does. */
+const CHUNK = 1000;
+
+/** Sends `count` messages with `send`, one call per message, yielding to the event loop every CHUNK. */
+export async function sendRaw(send: (value: unknown) => void, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    send(message(i));
+    if (i % CHUNK === CHUNK - 1) await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
 /** The small message every cross-thread, cross-process and cross-host case sends. */

@@ -11,18 +11,32 @@
  * The primaries also ping-pong themselves, host to host with no worker in the way: through
  * roar routers of their own (`echo`, `ping`), and over that raw socket (`raw-echo`,
  * `raw-ping`), whose frames then stay in the primary until `raw-relay`.
+ *
+ * Started with `bus` (brokers.ts), the relay links to the other host through a Redis or NATS
+ * server (RedisTransport, NatsTransport) instead, and the raw channel is that engine's plain
+ * client (broker-raw.ts) — one publish per message, this host's channel to the other's — used
+ * by the primary itself: `raw-echo`, `raw-ping`, and for throughput `raw-send` / `raw-receive`,
+ * beside roar's `subscribe` / `publish` in routers of the primary.
  */
 import cluster, { type Worker as ClusterWorker } from "node:cluster";
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import * as roar from "roar";
+import { NatsTransport } from "roar/nats";
+import { RedisTransport } from "roar/redis";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
-import { message, pingPong } from "./harness.js";
+import { connectRaw, type RawBus } from "./broker-raw.js";
+import { message, pingPong, publishPaced, sendRaw } from "./harness.js";
+import type { Engine } from "./servers.js";
 
 /** Commands a host obeys; each is answered with `{ reply: "ok", ... }`. */
 export type HostCommand =
-  /** Starts the relay, listening on a free port or dialling `peer` (and `rawPeer` for the raw relay), and forks the worker. */
-  | { host: "start"; listen: boolean; peer?: string; rawPeer?: string }
+  /**
+   * Starts the relay, listening on a free port or dialling `peer` (and `rawPeer` for the raw
+   * relay), and forks the worker; with `bus`, the relay and the raw client use that broker
+   * instead, this host receiving raw messages on channel `self` and sending on `other`.
+   */
+  | { host: "start"; listen?: boolean; peer?: string; rawPeer?: string; bus?: { engine: Engine; url: string; self: string; other: string } }
   /** Answers once the other host is linked, through roar and through the raw relay. */
   | { host: "linked" }
   /** Stops the worker and the relay, answers, and exits. */
@@ -36,7 +50,17 @@ export type HostCommand =
   /** Ping-pongs `count` times over the raw socket; answered with `{ reply: "done", rtts }`. */
   | { host: "raw-ping"; count: number }
   /** Frames of the raw socket go to the worker again (after `raw-echo` or `raw-ping`). */
-  | { host: "raw-relay" };
+  | { host: "raw-relay" }
+  /** Subscribes a router of this primary to `topic`; `{ reply: "done" }` follows once `expect` messages arrived. */
+  | { host: "subscribe"; scope: string; topic: string; expect: number }
+  /** Publishes `count` messages from a router of this primary, paced as a worker's (see `publishPaced`). */
+  | { host: "publish"; scope: string; topic: string; count: number }
+  /** Counts raw messages (broker hosts); `{ reply: "done" }` follows once `expect` arrived. */
+  | { host: "raw-receive"; expect: number }
+  /** Sends `count` raw messages, one publish each (broker hosts). */
+  | { host: "raw-send"; count: number }
+  /** Answers with `{ reply: "ok", stats }`, the relay's `stats()`. */
+  | { host: "stats" };
 
 const PEER = new URL("./peer.js", import.meta.url);
 
@@ -44,6 +68,8 @@ let relay: roar.Relay | undefined;
 let worker: ClusterWorker | undefined;
 let rawServer: WebSocketServer | undefined;
 let rawSocket: WebSocket | undefined;
+/** The raw broker client, when the host was started with `bus`. */
+let rawBus: RawBus | undefined;
 /** Takes the raw socket's frames in this primary while set; they go to the worker otherwise. */
 let rawHere: ((value: unknown) => void) | undefined;
 /** Routers of this primary, by scope, for its own round trips. */
@@ -55,8 +81,8 @@ const router = (scope: string): roar.Router => {
   if (r === undefined) routers.set(scope, (r = roar.createRouter({ scope, capacity: 1 << 20 })));
   return r;
 };
-/** One frame per message, JSON-encoded, as the worker's raw messages leave. */
-const rawSend = (value: unknown): void => rawSocket?.send(JSON.stringify(value));
+/** One frame (or one publish) per message, JSON-encoded, as the worker's raw messages leave. */
+const rawSend = (value: unknown): void => (rawBus !== undefined ? rawBus.send(value) : rawSocket?.send(JSON.stringify(value)));
 
 const reply = (message: object, then: () => void = () => undefined): void => void process.send?.(message, then);
 
@@ -72,6 +98,14 @@ function useRawSocket(socket: WebSocket): void {
 async function obey(command: HostCommand): Promise<void> {
   switch (command.host) {
     case "start": {
+      const { bus } = command;
+      if (bus !== undefined) {
+        const transport = bus.engine === "redis" ? new RedisTransport({ url: bus.url }) : new NatsTransport({ servers: bus.url });
+        relay = await roar.startRelay({ transports: [transport] });
+        rawBus = await connectRaw(bus.engine, bus.url, bus.self, bus.other, (value) => rawHere?.(value));
+        forkWorker();
+        return reply({ reply: "ok" });
+      }
       const transport = new roar.WebSocketTransport({
         listen: command.listen ? { port: 0, host: "127.0.0.1" } : undefined,
         peers: command.peer === undefined ? [] : [command.peer],
@@ -89,17 +123,42 @@ async function obey(command: HostCommand): Promise<void> {
         await once(socket, "open");
         useRawSocket(socket);
       }
-      cluster.setupPrimary({ exec: PEER.pathname });
-      worker = cluster.fork();
-      worker.on("message", (message: { raw?: unknown }) => {
-        if ("raw" in message) rawSend(message.raw);
-        else reply(message);
-      });
+      forkWorker();
       return reply({ reply: "ok", port: transport.port, rawPort });
     }
     case "linked":
-      while (relay?.stats().hosts !== 1 || rawSocket === undefined) await new Promise((resolve) => setTimeout(resolve, 5));
+      // Over a broker, hosts learn of each other by its hello: linked once it came.
+      while ((relay?.stats().hosts ?? 0) < 1 || (rawSocket === undefined && rawBus === undefined)) await new Promise((resolve) => setTimeout(resolve, 5));
       return reply({ reply: "ok" });
+    case "subscribe": {
+      let received = 0;
+      const { expect } = command;
+      router(command.scope).on(command.topic, () => {
+        if (++received === expect) reply({ reply: "done" });
+      });
+      await router(command.scope).flush();
+      return reply({ reply: "ok" });
+    }
+    case "publish": {
+      const busyNs = await publishPaced(router(command.scope), command.topic, command.count);
+      return reply({ reply: "ok", busyNs });
+    }
+    case "raw-receive": {
+      let received = 0;
+      const { expect } = command;
+      rawHere = () => {
+        if (++received === expect) {
+          rawHere = undefined;
+          reply({ reply: "done" });
+        }
+      };
+      return reply({ reply: "ok" });
+    }
+    case "raw-send":
+      await sendRaw(rawSend, command.count);
+      return reply({ reply: "ok" });
+    case "stats":
+      return reply({ reply: "ok", stats: relay?.stats() });
     case "echo": {
       const r = router(command.scope);
       echoOff?.();
@@ -146,11 +205,21 @@ async function obey(command: HostCommand): Promise<void> {
       echoOff?.();
       for (const r of routers.values()) r.close();
       await relay?.close();
+      await rawBus?.close();
       rawSocket?.terminate();
       rawServer?.close();
       return reply({ reply: "ok" }, () => process.exit(0));
     }
   }
+}
+
+function forkWorker(): void {
+  cluster.setupPrimary({ exec: PEER.pathname });
+  worker = cluster.fork();
+  worker.on("message", (message: { raw?: unknown }) => {
+    if ("raw" in message) rawSend(message.raw);
+    else reply(message);
+  });
 }
 
 process.on("message", (message: HostCommand | object) => {

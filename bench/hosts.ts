@@ -24,6 +24,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { median, percentile, printColumns, printTable } from "./harness.js";
 import { Peer, rate, rawRound, rawRoundTrips, roarRound, roarRoundTrips, WARM_UP_ROUNDS } from "./cross.js";
+import type { HostCommand } from "./host.js";
 
 const HOST = new URL("./host.js", import.meta.url);
 const COUNT = 50_000;
@@ -42,7 +43,7 @@ process.on("exit", () => {
 });
 
 /** `promise`, or a failure after `ms` or when `child` exits first: a host that breaks must not hang the run. */
-async function guarded<T>(promise: Promise<T>, child: ChildProcess, what: string, ms = 15_000): Promise<T> {
+export async function guarded<T>(promise: Promise<T>, child: ChildProcess, what: string, ms = 15_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const stopWatching = new AbortController();
   try {
@@ -58,7 +59,7 @@ async function guarded<T>(promise: Promise<T>, child: ChildProcess, what: string
 }
 
 /** Forks a host process and starts it; returns its peer (commands go on to its worker) and ports. */
-async function startHost(options: { listen: boolean; peer?: string; rawPeer?: string }): Promise<{ peer: Peer; port?: number; rawPort?: number }> {
+export async function startHost(options: Omit<Extract<HostCommand, { host: "start" }>, "host">): Promise<{ peer: Peer; port?: number; rawPort?: number }> {
   const child = fork(HOST);
   children.add(child);
   child.once("exit", () => children.delete(child));
@@ -70,7 +71,8 @@ async function startHost(options: { listen: boolean; peer?: string; rawPeer?: st
 }
 
 /** Stops a host: its worker, its relay, then the process; kills it if it does not exit in time. */
-async function stopHost(peer: Peer): Promise<void> {
+export async function stopHost(peer: Peer): Promise<void> {
+  if (started.includes(peer)) started.splice(started.indexOf(peer), 1);
   const child = peer.handle as ChildProcess;
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, "exit");
@@ -89,15 +91,15 @@ const us = (value: number): string => `${value.toFixed(1)} µs`;
 
 let primaryScopes = 0;
 /** Round trips between two primaries through roar routers of their own, in µs, the first tenth left out. */
-async function primaryRoarRoundTrips(from: Peer, to: Peer, count: number): Promise<number[]> {
+export async function primaryRoarRoundTrips(from: Peer, to: Peer, count: number): Promise<number[]> {
   const scope = `primaries-${++primaryScopes}`;
   await to.run({ host: "echo", scope, from: "ping", to: "pong" });
   const { rtts = [] } = await from.run({ host: "ping", scope, from: "pong", to: "ping", count });
   return rtts.slice(count / 10).map((ns) => ns / 1000);
 }
 
-/** Round trips between two primaries over their raw ws socket, in µs, the first tenth left out. */
-async function primaryRawRoundTrips(from: Peer, to: Peer, count: number): Promise<number[]> {
+/** Round trips between two primaries over their raw channel (the ws socket, or a broker's plain client), in µs, the first tenth left out. */
+export async function primaryRawRoundTrips(from: Peer, to: Peer, count: number): Promise<number[]> {
   await to.run({ host: "raw-echo" });
   const { rtts = [] } = await from.run({ host: "raw-ping", count });
   await to.run({ host: "raw-relay" });
@@ -105,7 +107,7 @@ async function primaryRawRoundTrips(from: Peer, to: Peer, count: number): Promis
 }
 
 /** The round-trip cases, each measured in rounds: per-round p50 and p99, in µs. */
-class RoundTrips {
+export class RoundTrips {
   readonly #p50s = new Map<string, number[]>();
   readonly #p99s = new Map<string, number[]>();
 

@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { parentPort, type MessagePort } from "node:worker_threads";
 import * as roar from "roar";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
-import { message, pingPong } from "./harness.js";
+import { message, pingPong, publishPaced, sendRaw } from "./harness.js";
 
 /** Commands a peer obeys; each is answered with `{ reply: "ok", ... }`. */
 export type PeerCommand =
@@ -35,13 +35,10 @@ export interface PeerReply {
   port?: number;
   /** The port of a host's raw WebSocket relay, from a host's `start`. */
   rawPort?: number;
+  /** A host's relay counters, from a host's `stats`. */
+  stats?: roar.RelayStats;
 }
 
-/** The raw sender yields to the event loop every CHUNK messages, as a streaming program does. */
-const CHUNK = 1000;
-/** roar's publisher flushes every PACE messages. */
-const PACE = 8192;
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 const channel = parentPort ?? process;
 const send = (reply: PeerReply): void => {
@@ -87,25 +84,7 @@ async function obey(command: PeerCommand): Promise<void> {
       return send({ reply: "ok" });
     }
     case "publish": {
-      const r = router(command.scope);
-      await r.flush();
-      // flush() paces the publisher: it waits for the flush made one PACE of messages earlier,
-      // so at most two PACEs wait for the relay — well under a link's bound, so a publisher
-      // faster than its relay does not run into it and drop — and the pipe never runs dry.
-      // `busyNs` is the time spent publishing, waits for flushes left out: the publish cost.
-      let previous = Promise.resolve();
-      let busyNs = 0;
-      let started = process.hrtime.bigint();
-      for (let i = 0; i < command.count; i++) {
-        r.publish(command.topic, message(i));
-        if (i % PACE === PACE - 1) {
-          busyNs += Number(process.hrtime.bigint() - started);
-          await previous;
-          previous = r.flush();
-          started = process.hrtime.bigint();
-        }
-      }
-      busyNs += Number(process.hrtime.bigint() - started);
+      const busyNs = await publishPaced(router(command.scope), command.topic, command.count);
       return send({ reply: "ok", busyNs });
     }
     case "echo": {
@@ -134,10 +113,7 @@ async function obey(command: PeerCommand): Promise<void> {
       return send({ reply: "ok" });
     }
     case "raw-send":
-      for (let i = 0; i < command.count; i++) {
-        rawSend(message(i));
-        if (i % CHUNK === CHUNK - 1) await yieldToEventLoop();
-      }
+      await sendRaw(rawSend, command.count);
       return send({ reply: "ok" });
     case "raw-echo":
       onRaw = (m) => rawSend(m);
