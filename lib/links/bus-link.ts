@@ -2,8 +2,10 @@
  * BusLink: the link to every other host on a message broker, through a {@link BusTransport}.
  *
  * To its hub, the broker is one neighbour that wants the union of what the other hosts want.
- * Messages go out once per batch, on their topic channel, as `[origin, seq, payloads]`: the
- * broker delivers them to the hosts subscribed there. `seq` numbers the first payload; each
+ * Messages go out once per batch, on their topic channel, as the line `[origin, seq]` and
+ * then each payload on a line of its own (a payload is JSON text, which never holds a raw line
+ * break, and is carried as it is rather than escaped inside more JSON): the broker delivers
+ * them to the hosts subscribed there. `seq` numbers the first payload; each
  * host numbers what it publishes on each topic channel, so a receiver sees a gap — counted in
  * `droppedDisconnected` — where a broker outage lost messages, and drops what it has already
  * seen.
@@ -23,7 +25,6 @@ import type { BusChannel, BusTransport } from "../transport.js";
 import type { Scope, Topic } from "../types.js";
 import type { Frame, InterestKey } from "../wire/frames.js";
 import { PROTOCOL_VERSION } from "../wire/frames.js";
-import { isEncodedPayload } from "../wire/codec.js";
 import { isNode } from "../wire/validate-frame.js";
 import { MAX_NAME_LENGTH } from "../errors.js";
 import { Link } from "./link.js";
@@ -101,6 +102,7 @@ export class BusLink extends Link {
 
   /** Takes in a text from the broker. */
   receive(channel: BusChannel, text: string): void {
+    if (channel.kind === "topic") return this.#onMessages(channel.scope, channel.topic, text);
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -108,7 +110,6 @@ export class BusLink extends Link {
       return this.#events.malformed();
     }
     if (!Array.isArray(value)) return this.#events.malformed();
-    if (channel.kind === "topic") return this.#onMessages(channel.scope, channel.topic, value);
     const [kind, origin] = value as [unknown, unknown];
     if (!isNode(origin)) return this.#events.malformed();
     if (origin === this.#node) return; // The broker echoed what this host said to everyone.
@@ -224,9 +225,9 @@ export class BusLink extends Link {
   /** Whether one payload fits in a text the broker takes; if not, it is counted and reported. */
   #fits(payload: string): boolean {
     const limit = this.#bus.maxPayload ?? Number.POSITIVE_INFINITY;
-    // In the text, a payload is a JSON string: each UTF-16 unit takes at most 6 bytes there.
-    if (payload.length * 6 + TEXT_OVERHEAD <= limit) return true;
-    const bytes = Buffer.byteLength(JSON.stringify(payload)) + TEXT_OVERHEAD;
+    // A UTF-16 unit is at most three UTF-8 bytes: count bytes only when it could matter.
+    if (payload.length * 3 + TEXT_OVERHEAD <= limit) return true;
+    const bytes = Buffer.byteLength(payload) + TEXT_OVERHEAD;
     if (bytes <= limit) return true;
     this.counters.droppedOversized++;
     this.#events.oversized(bytes);
@@ -238,7 +239,7 @@ export class BusLink extends Link {
     let numbers = this.#nextOut.get(scope);
     if (numbers === undefined) this.#nextOut.set(scope, (numbers = new Map()));
     const seq = numbers.get(topic) ?? 0;
-    const text = JSON.stringify([this.#node, seq, payloads]);
+    const text = `${JSON.stringify([this.#node, seq])}\n${payloads.join("\n")}`;
     const limit = this.#bus.maxPayload ?? Number.POSITIVE_INFINITY;
     if (text.length * 3 > limit && payloads.length > 1 && Buffer.byteLength(text) > limit) {
       const half = payloads.length >> 1;
@@ -252,11 +253,18 @@ export class BusLink extends Link {
     else if (published !== true) published.catch(() => (this.counters.droppedDisconnected += payloads.length));
   }
 
-  #onMessages(scope: Scope, topic: Topic, value: unknown[]): void {
-    const [origin, seq, payloads] = value;
-    if (!isNode(origin) || !Number.isSafeInteger(seq) || !Array.isArray(payloads) || payloads.length === 0 || !payloads.every(isEncodedPayload)) {
+  #onMessages(scope: Scope, topic: Topic, text: string): void {
+    const lines = text.split("\n");
+    let header: unknown;
+    try {
+      header = JSON.parse(lines[0] as string);
+    } catch {
       return this.#events.malformed();
     }
+    const [origin, seq] = Array.isArray(header) ? header : [];
+    const payloads = lines.slice(1);
+    // A payload is checked where it is decoded; here, only that there is one.
+    if (!isNode(origin) || !Number.isSafeInteger(seq) || (seq as number) < 0 || payloads.length === 0) return this.#events.malformed();
     if (origin === this.#node) return;
     let byScope = this.#nextIn.get(origin);
     if (byScope === undefined) this.#nextIn.set(origin, (byScope = new Map()));
@@ -264,7 +272,7 @@ export class BusLink extends Link {
     if (numbers === undefined) byScope.set(scope, (numbers = new Map()));
     const expected = numbers.get(topic) ?? (seq as number);
     const first = seq as number;
-    let fresh = payloads as string[];
+    let fresh = payloads;
     if (first > expected) this.counters.droppedDisconnected += first - expected;
     else if (first < expected) fresh = fresh.slice(expected - first); // Seen already.
     numbers.set(topic, Math.max(expected, first + payloads.length));

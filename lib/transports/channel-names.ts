@@ -48,3 +48,37 @@ export function channelName(prefix: string, separator: string, channel: BusChann
       return [prefix, "h"].join(separator);
   }
 }
+
+/** The most names a {@link ChannelNames} remembers before it starts afresh. */
+const MAX_REMEMBERED = 10_000;
+
+/** {@link channelName} with the names of recent topics remembered: a publish names its channel once. */
+export class ChannelNames {
+  readonly #prefix: string;
+  readonly #separator: string;
+  #topics = new Map<string, Map<string, string>>();
+  #remembered = 0;
+
+  constructor(prefix: string, separator: string) {
+    this.#prefix = prefix;
+    this.#separator = separator;
+  }
+
+  /** The broker's name for `channel`. */
+  of(channel: BusChannel): string {
+    if (channel.kind !== "topic") return channelName(this.#prefix, this.#separator, channel);
+    let topics = this.#topics.get(channel.scope);
+    let name = topics?.get(channel.topic);
+    if (name !== undefined) return name;
+    name = channelName(this.#prefix, this.#separator, channel);
+    // Topics may be made up per message ("user:123"): what is remembered stays bounded.
+    if (++this.#remembered > MAX_REMEMBERED) {
+      this.#topics = new Map();
+      this.#remembered = 1;
+      topics = undefined;
+    }
+    if (topics === undefined) this.#topics.set(channel.scope, (topics = new Map()));
+    topics.set(channel.topic, name);
+    return name;
+  }
+}

@@ -17,7 +17,7 @@
 import { connect, Events, type ConnectionOptions, type NatsConnection, type Subscription } from "nats";
 import { RoarError, describe } from "../errors.js";
 import type { BusChannel, BusContext, BusTransport } from "../transport.js";
-import { channelName } from "./channel-names.js";
+import { ChannelNames } from "./channel-names.js";
 
 /** Options of {@link NatsTransport}: the `nats` client's connection options, and a subject prefix. */
 export interface NatsTransportOptions extends ConnectionOptions {
@@ -30,7 +30,7 @@ export class NatsTransport implements BusTransport {
   readonly kind = "bus";
   readonly name = "nats";
   readonly #options: ConnectionOptions;
-  readonly #prefix: string;
+  readonly #names: ChannelNames;
   readonly #subscriptions = new Map<string, Subscription>();
   #connection: NatsConnection | undefined;
   #context: BusContext | undefined;
@@ -41,7 +41,7 @@ export class NatsTransport implements BusTransport {
     if (typeof prefix !== "string" || !/^[A-Za-z0-9_-]+$/.test(prefix)) {
       throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.prefix\` must be letters, digits, _ or -, got ${describe(prefix)}`);
     }
-    this.#prefix = prefix;
+    this.#names = new ChannelNames(prefix, ".");
     // What this host publishes comes back to it only if it asks: it does not.
     this.#options = { maxReconnectAttempts: -1, ...connection, noEcho: true };
   }
@@ -72,7 +72,7 @@ export class NatsTransport implements BusTransport {
   }
 
   subscribe(channel: BusChannel): void {
-    const subject = channelName(this.#prefix, ".", channel);
+    const subject = this.#names.of(channel);
     if (this.#subscriptions.has(subject)) return;
     const context = this.#context as BusContext;
     const subscription = (this.#connection as NatsConnection).subscribe(subject, {
@@ -84,7 +84,7 @@ export class NatsTransport implements BusTransport {
   }
 
   unsubscribe(channel: BusChannel): void {
-    const subject = channelName(this.#prefix, ".", channel);
+    const subject = this.#names.of(channel);
     this.#subscriptions.get(subject)?.unsubscribe();
     this.#subscriptions.delete(subject);
   }
@@ -94,7 +94,7 @@ export class NatsTransport implements BusTransport {
     if (connection === undefined || connection.isClosed()) return false;
     try {
       // While reconnecting, the client keeps what is published, up to its reconnectBufSize.
-      connection.publish(channelName(this.#prefix, ".", channel), text);
+      connection.publish(this.#names.of(channel), text);
       return true;
     } catch {
       return false;

@@ -20,7 +20,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import { RoarError, describe } from "../errors.js";
 import type { BusChannel, BusContext, BusTransport } from "../transport.js";
 import { assertOptions } from "../validate.js";
-import { channelName } from "./channel-names.js";
+import { ChannelNames } from "./channel-names.js";
 
 /** Options of {@link RedisTransport}. */
 export interface RedisTransportOptions {
@@ -42,7 +42,7 @@ export class RedisTransport implements BusTransport {
   readonly name = "redis";
   readonly maxPayload: number;
   readonly #options: RedisTransportOptions;
-  readonly #prefix: string;
+  readonly #names: ChannelNames;
   readonly #maxPending: number;
   /** Subscribed channels, by name. */
   readonly #channels = new Map<string, BusChannel>();
@@ -66,7 +66,7 @@ export class RedisTransport implements BusTransport {
       }
     }
     this.#options = options;
-    this.#prefix = prefix;
+    this.#names = new ChannelNames(prefix, ":");
     this.maxPayload = maxPayload;
     this.#maxPending = maxPending;
   }
@@ -112,14 +112,14 @@ export class RedisTransport implements BusTransport {
   }
 
   subscribe(channel: BusChannel): void {
-    const name = channelName(this.#prefix, ":", channel);
+    const name = this.#names.of(channel);
     if (this.#channels.has(name)) return;
     this.#channels.set(name, channel);
     this.#subscriber?.subscribe(name).catch(() => undefined);
   }
 
   unsubscribe(channel: BusChannel): void {
-    const name = channelName(this.#prefix, ":", channel);
+    const name = this.#names.of(channel);
     if (!this.#channels.delete(name)) return;
     this.#subscriber?.unsubscribe(name).catch(() => undefined);
   }
@@ -128,7 +128,7 @@ export class RedisTransport implements BusTransport {
     const publisher = this.#publisher;
     if (publisher === undefined || publisher.status !== "ready" || this.#pending >= this.#maxPending) return false;
     this.#pending++;
-    return publisher.publish(channelName(this.#prefix, ":", channel), text).finally(() => this.#pending--);
+    return publisher.publish(this.#names.of(channel), text).finally(() => this.#pending--);
   }
 
   async flush(): Promise<void> {
