@@ -64,7 +64,7 @@ import { addCounters, zeroCounters, type Link, type LinkCounters, type LinkHandl
 import type { Scope, Topic } from "./types.js";
 import { Envelope } from "./wire/envelope.js";
 import { decodePayload, isEncodedPayload } from "./wire/codec.js";
-import { PROTOCOL_VERSION, type Frame, type InterestKey, type PeerFrame } from "./wire/frames.js";
+import { MAX_HOST_HOPS, PROTOCOL_VERSION, type Frame, type InterestKey, type PeerFrame } from "./wire/frames.js";
 import { debuglog } from "node:util";
 import { ThreadMesh } from "./thread-mesh.js";
 
@@ -82,6 +82,8 @@ interface PendingFlush {
 export interface HubCounters extends LinkCounters {
   /** Payloads from other processes that could not be decoded. */
   droppedUndecodable: number;
+  /** Messages not passed on because they had crossed MAX_HOST_HOPS host links (a ring of hosts). */
+  droppedLooped: number;
 }
 
 /** @internal */
@@ -96,8 +98,9 @@ export class Hub implements LinkHandler {
   readonly #flushes = new Map<number, PendingFlush>();
   /** Flushes waiting for an upstream link (a thread whose main thread has no relay yet). */
   #waitingForUpstream: PendingFlush[] = [];
-  readonly #syncs = new Map<number, { waiting: Set<Link>; done(): void }>();
-  readonly #hubCounters: HubCounters = { ...zeroCounters(), droppedUndecodable: 0 };
+  /** Syncs under way: whom they wait for, what to do then, and how many host links they crossed. */
+  readonly #syncs = new Map<number, { waiting: Set<Link>; done(): void; hops: number }>();
+  readonly #hubCounters: HubCounters = { ...zeroCounters(), droppedUndecodable: 0, droppedLooped: 0 };
   /** Whether this hub has, or is about to get, a link towards the root. */
   #expectsUpstream: boolean;
   /** Messages published here while joining, before they could be routed; bounded by maxQueue. */
@@ -307,9 +310,9 @@ export class Hub implements LinkHandler {
   onFrame(link: Link, frame: Frame): void {
     switch (frame[0]) {
       case "m":
-        return this.#onMessage(link, frame[1], frame[2], frame[3]);
+        return this.#onMessage(link, frame[1], frame[2], frame[3], frame[4]);
       case "M":
-        return this.#onRun(link, frame[1], frame[2], frame[3]);
+        return this.#onRun(link, frame[1], frame[2], frame[3], frame[4]);
       case "i":
         return this.#setLinkInterest(link, frame[1], frame[2], frame[3] === 1);
       case "h":
@@ -324,7 +327,7 @@ export class Hub implements LinkHandler {
       }
       case "s":
         // A sync comes from the root of this host, or from another host (which ran its own).
-        if (link === this.#upstream || isHost(link) || link.kind === "bus") this.#runSync(() => link.sendControl(["S", frame[1]]), link);
+        if (link === this.#upstream || isHost(link) || link.kind === "bus") this.#runSync(() => link.sendControl(["S", frame[1]]), link, isHost(link) ? (frame[2] ?? 0) + 1 : 0);
         return;
       case "S":
         return this.#syncAnswered(frame[1], link);
@@ -358,7 +361,7 @@ export class Hub implements LinkHandler {
     if (!this.#links.has(link)) return;
     this.#sayHello(link, 0);
     link.sendControl(["n", this.#hostNodes()]);
-    for (const [id, sync] of this.#syncs) if (sync.waiting.has(link)) link.sendControl(["s", id]);
+    for (const [id, sync] of this.#syncs) if (sync.waiting.has(link)) link.sendControl(Hub.#syncFrame(link, id, sync.hops));
   }
 
   /**
@@ -445,7 +448,7 @@ export class Hub implements LinkHandler {
     this.onUpstreamLost?.();
   }
 
-  #onMessage(from: Link, scope: Scope, topic: Topic, payload: unknown): void {
+  #onMessage(from: Link, scope: Scope, topic: Topic, payload: unknown, hops?: number): void {
     let envelope: Envelope;
     if (from.kind === "thread") {
       envelope = Envelope.ofValue(scope, topic, payload);
@@ -455,6 +458,7 @@ export class Hub implements LinkHandler {
       from.counters.droppedMalformed++;
       return;
     }
+    if (isHost(from)) envelope.hops = (hops ?? 0) + 1;
     this.#route(envelope, this.#holders.get(scope)?.get(topic), from);
   }
 
@@ -463,7 +467,7 @@ export class Hub implements LinkHandler {
    * another process or host, the run is passed on as it came, its payloads still encoded, to
    * the links that carry them encoded, and decoded only for threads and local subscribers.
    */
-  #onRun(from: Link, scope: Scope, topic: Topic, payloads: readonly unknown[]): void {
+  #onRun(from: Link, scope: Scope, topic: Topic, payloads: readonly unknown[], hops?: number): void {
     if (from.kind === "thread") {
       for (const payload of payloads) this.#onMessage(from, scope, topic, payload);
       return;
@@ -476,9 +480,15 @@ export class Hub implements LinkHandler {
     const holders = this.#holders.get(scope)?.get(topic) ?? [];
     const dispatcher = this.#dispatchers.get(scope);
     const local = dispatcher !== undefined && dispatcher.hasSubscribers(topic);
+    const crossed = isHost(from) ? (hops ?? 0) + 1 : 0;
     let values: unknown[] | undefined;
     for (const link of holders) {
       if (link === from || Hub.#reachedDirectly(from, link)) continue;
+      if (isHost(link)) {
+        if (crossed >= MAX_HOST_HOPS) this.#hubCounters.droppedLooped += encoded.length;
+        else link.sendRun(scope, topic, encoded, crossed === 0 ? undefined : crossed);
+        continue;
+      }
       if (link.kind !== "thread") {
         link.sendRun(scope, topic, encoded);
         continue;
@@ -528,6 +538,16 @@ export class Hub implements LinkHandler {
 
   /** Sends `envelope` on `link` in the link's form; `false` when its payload cannot be decoded. */
   #send(link: Link, envelope: Envelope): boolean {
+    if (isHost(link) && envelope.hops !== 0) {
+      if (envelope.hops >= MAX_HOST_HOPS) {
+        // Only a layout with a ring of hosts gets here: the message would go round for ever.
+        this.#hubCounters.droppedLooped++;
+        return true;
+      }
+      if (link.dropIfFull()) return true;
+      link.sendMessage(["m", envelope.scope, envelope.topic, envelope.encoded, envelope.hops]);
+      return true;
+    }
     // A neighbour that is too far behind costs no encoding or clone: the message is dropped first.
     if (link.dropIfFull()) return true;
     try {
@@ -697,14 +717,14 @@ export class Hub implements LinkHandler {
    * Sends a sync down every process link but the upstream one, and to every other host that
    * `from` does not reach itself; `done` runs when all answered.
    */
-  #runSync(done: () => void, from?: Link): void {
+  #runSync(done: () => void, from?: Link, hops = 0): void {
     const waiting = new Set<Link>();
     // A process that has not said hello has no roar state to sync (it may never load roar);
     // when it does say hello, the answer carries everything, this sync's interest included.
     // A host runs roar (it shook hands): it is waited for unless it is away.
     for (const link of this.#links) {
       if (link.kind === "thread" || link === this.#upstream || link === from) continue;
-      if (isHost(link) ? link.connection === undefined : !link.greeted) continue;
+      if (isHost(link) ? link.connection === undefined || hops >= MAX_HOST_HOPS : !link.greeted) continue;
       if (from !== undefined && Hub.#reachedDirectly(from, link)) continue;
       waiting.add(link);
     }
@@ -713,8 +733,13 @@ export class Hub implements LinkHandler {
       return;
     }
     const id = this.#nextId++;
-    this.#syncs.set(id, { waiting, done });
-    for (const link of waiting) link.sendControl(["s", id]);
+    this.#syncs.set(id, { waiting, done, hops });
+    for (const link of waiting) link.sendControl(Hub.#syncFrame(link, id, hops));
+  }
+
+  /** A sync request for `link`: towards another host, with the host links it crossed so far. */
+  static #syncFrame(link: Link, id: number, hops: number): Frame {
+    return isHost(link) && hops !== 0 ? ["s", id, hops] : ["s", id];
   }
 
   #syncAnswered(id: number, link: Link): void {

@@ -54,6 +54,8 @@ export interface RelayStats {
     unauthenticated: number;
     /** Messages sent to a host that went away for good before acknowledging them. */
     disconnected: number;
+    /** Messages not passed on to another host because they had crossed 8 hosts: a ring of hosts, which roar does not support. */
+    looped: number;
   };
 }
 
@@ -125,6 +127,7 @@ export class Relay implements AsyncDisposable {
         oversized: counters.droppedOversized + sessions.counters.oversized,
         unauthenticated: sessions.counters.unauthenticated,
         disconnected: counters.droppedDisconnected,
+        looped: counters.droppedLooped,
       },
     };
   }

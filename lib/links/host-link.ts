@@ -198,14 +198,14 @@ export class HostLink extends Link {
   }
 
   /** Sends a run of messages, but those larger than the far side accepts, which are dropped and counted. */
-  override sendRun(scope: string, topic: string, payloads: readonly unknown[]): void {
+  override sendRun(scope: string, topic: string, payloads: readonly unknown[], hops?: number): void {
     let fitting = payloads;
     for (let i = 0; i < payloads.length; i++) {
       if (this.#fits(scope, topic, payloads[i] as string)) continue;
       fitting = payloads.filter((payload, j) => j < i || (j > i && this.#fits(scope, topic, payload as string)));
       break;
     }
-    if (fitting.length !== 0) super.sendRun(scope, topic, fitting);
+    if (fitting.length !== 0) super.sendRun(scope, topic, fitting, hops);
   }
 
   /** Whether a message fits in the far side's maxPayload; if not, it is counted and reported. */
@@ -224,7 +224,7 @@ export class HostLink extends Link {
     const from = this.#numbered + 1;
     for (const frame of batch) {
       if (frame[0] === "m" || frame[0] === "n") this.#kept.push(frame);
-      else if (frame[0] === "M") for (const payload of frame[3]) this.#kept.push(["m", frame[1], frame[2], payload]);
+      else if (frame[0] === "M") for (const payload of frame[3]) this.#kept.push(frame[4] === undefined ? ["m", frame[1], frame[2], payload] : ["m", frame[1], frame[2], payload, frame[4]]);
     }
     this.#numbered = this.#acked + this.#kept.length - this.#keptHead;
     if (this.#connection === undefined) return; // Away: messages wait; the hub says hello again on return.

@@ -128,7 +128,7 @@ export abstract class Link {
    * Sends a run of messages on one (scope, topic) as it arrived from another link, as many as
    * the bound leaves room for; the rest (the newest) are dropped and counted.
    */
-  sendRun(scope: Scope, topic: Topic, payloads: readonly unknown[]): void {
+  sendRun(scope: Scope, topic: Topic, payloads: readonly unknown[], hops?: number): void {
     const room = this.maxQueue - this.inFlight() - this.#messagesInOutbox;
     if (room < payloads.length) {
       this.counters.droppedQueueFull += payloads.length - Math.max(room, 0);
@@ -139,7 +139,8 @@ export abstract class Link {
     this.counters.sent += payloads.length;
     // A run counts as the messages it holds, as the far side counts them (see PortLink).
     this.#runExtra += payloads.length - 1;
-    this.#enqueue(payloads.length === 1 ? ["m", scope, topic, payloads[0]] : ["M", scope, topic, payloads]);
+    if (hops === undefined) this.#enqueue(payloads.length === 1 ? ["m", scope, topic, payloads[0]] : ["M", scope, topic, payloads]);
+    else this.#enqueue(payloads.length === 1 ? ["m", scope, topic, payloads[0], hops] : ["M", scope, topic, payloads, hops]);
   }
 
   /** Writes out what the outbox holds now. */

@@ -11,6 +11,8 @@ const NONE: unique symbol = Symbol("none");
 export class Envelope {
   readonly scope: Scope;
   readonly topic: Topic;
+  /** How many host links the message has crossed (see MAX_HOST_HOPS). */
+  hops = 0;
   #value: unknown = NONE;
   #encoded: EncodedPayload | typeof NONE = NONE;
 

@@ -7,7 +7,7 @@
  * | --------------------------------------- | -------------------------------------------------------- |
  * | `["h", v, node, reply, interest, all]`  | hello: protocol version, node id, whether it answers a hello, the full (scope, topic) interest of the sender towards this link, and (1) whether it wants everything for now — a process still joining its parent asks its threads for all |
  * | `["i", scope, topic, on]`               | the sender's interest in (scope, topic) began (1) or ended (0) |
- * | `["m", scope, topic, payload]`          | a message; the payload is the value itself on thread links, its superjson encoding on process links |
+ * | `["m", scope, topic, payload, hops?]`   | a message; the payload is the value itself on thread links, its superjson encoding on process and host links; on host links, `hops` counts the host links it crossed before (at most {@link MAX_HOST_HOPS}) |
  * | `["M", scope, topic, payloads]`         | several messages in a row on one (scope, topic), as a batch carries them: the names are sent once |
  * | `["f", id]` / `["F", id]`               | flush: sent towards the root; answered once the root has run a sync |
  * | `["s", id]` / `["S", id]`               | sync: sent away from the root; answered once everything before it was taken in |
@@ -35,14 +35,20 @@ export type InterestKey = readonly [Scope, Topic];
 export type HelloFrame = readonly ["h", number, string, 0 | 1, readonly InterestKey[], (0 | 1)?];
 /** A change of interest. */
 export type InterestFrame = readonly ["i", Scope, Topic, 0 | 1];
-/** A published message. */
-export type MessageFrame = readonly ["m", Scope, Topic, unknown];
+/**
+ * The most host links a message (or a sync) crosses: enough for every supported layout (a
+ * mesh of hubs with trees of leaves up to six deep), and a stop for one that is not (a ring).
+ */
+export const MAX_HOST_HOPS = 8;
+
+/** A published message; on host links, `hops` counts the host links it crossed before this one. */
+export type MessageFrame = readonly ["m", Scope, Topic, unknown, number?];
 /** Consecutive messages on one (scope, topic). */
-export type MessagesFrame = readonly ["M", Scope, Topic, readonly unknown[]];
+export type MessagesFrame = readonly ["M", Scope, Topic, readonly unknown[], number?];
 /** A flush request (`f`) or its answer (`F`). */
 export type FlushFrame = readonly ["f" | "F", number];
-/** A sync request (`s`) or its answer (`S`). */
-export type SyncFrame = readonly ["s" | "S", number];
+/** A sync request (`s`, with the host links it crossed before this one) or its answer (`S`). */
+export type SyncFrame = readonly ["s" | "S", number, number?];
 /** An introduction to another thread of the process, with a direct port to it. */
 export type PeerFrame = readonly ["p", 0 | 1, MessagePort, Int32Array, readonly InterestKey[], Int32Array];
 /** The sender's hub is closing. */
@@ -61,22 +67,22 @@ export function foldMessages(batch: readonly Frame[]): Frame[] {
   for (let i = 0; i < batch.length; i++) {
     const frame = batch[i] as Frame;
     const next = batch[i + 1];
-    if ((frame[0] !== "m" && frame[0] !== "M") || !continues(next, frame[1], frame[2])) {
+    if ((frame[0] !== "m" && frame[0] !== "M") || !continues(next, frame[1], frame[2], frame[4])) {
       folded.push(frame);
       continue;
     }
     const payloads: unknown[] = [];
     let j = i;
-    for (let run = batch[j]; continues(run, frame[1], frame[2]); run = batch[++j]) {
+    for (let run = batch[j]; continues(run, frame[1], frame[2], frame[4]); run = batch[++j]) {
       if ((run as MessageFrame | MessagesFrame)[0] === "m") payloads.push((run as MessageFrame)[3]);
       else for (const payload of (run as MessagesFrame)[3]) payloads.push(payload);
     }
-    folded.push(["M", frame[1], frame[2], payloads]);
+    folded.push(frame[4] === undefined ? ["M", frame[1], frame[2], payloads] : ["M", frame[1], frame[2], payloads, frame[4]]);
     i = j - 1;
   }
   return folded;
 }
 
-function continues(frame: Frame | undefined, scope: Scope, topic: Topic): boolean {
-  return frame !== undefined && (frame[0] === "m" || frame[0] === "M") && frame[1] === scope && frame[2] === topic;
+function continues(frame: Frame | undefined, scope: Scope, topic: Topic, hops: number | undefined): boolean {
+  return frame !== undefined && (frame[0] === "m" || frame[0] === "M") && frame[1] === scope && frame[2] === topic && frame[4] === hops;
 }

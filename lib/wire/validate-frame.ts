@@ -15,6 +15,10 @@ function isId(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0;
 }
 
+function isHops(value: unknown): boolean {
+  return value === undefined || (Number.isSafeInteger(value) && (value as number) >= 0);
+}
+
 function isInterestList(value: unknown): boolean {
   if (!Array.isArray(value)) return false;
   for (const key of value) {
@@ -45,18 +49,19 @@ export function isFrame(value: unknown): value is Frame {
   if (!Array.isArray(value)) return false;
   switch (value[0]) {
     case "m":
-      return value.length >= 4 && isName(value[1]) && isName(value[2]);
+      return value.length >= 4 && isName(value[1]) && isName(value[2]) && isHops(value[4]);
     case "M":
-      return value.length >= 4 && isName(value[1]) && isName(value[2]) && Array.isArray(value[3]) && value[3].length !== 0;
+      return value.length >= 4 && isName(value[1]) && isName(value[2]) && Array.isArray(value[3]) && value[3].length !== 0 && isHops(value[4]);
     case "i":
       return value.length >= 4 && isName(value[1]) && isName(value[2]) && (value[3] === 0 || value[3] === 1);
     case "b":
       return true;
     case "n":
       return value.length >= 2 && isNodeList(value[1]);
+    case "s":
+      return value.length >= 2 && isId(value[1]) && isHops(value[2]);
     case "f":
     case "F":
-    case "s":
     case "S":
       return value.length >= 2 && isId(value[1]);
     case "p":

@@ -69,7 +69,7 @@ function untilEnds(peer: Peer, ends: readonly string[], key = "sub"): Promise<Tr
   return peer.call("untilEnds", { key, ends: [...ends], timeout: TIMEOUT });
 }
 
-const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0 };
+const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 };
 
 describe.each(["redis", "nats"] as const)("hosts through %s", (kind) => {
   it("lone processes and a cluster primary with a worker: every subscriber gets every message exactly once, in order per publisher, and scopes stay apart", async () => {

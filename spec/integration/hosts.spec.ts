@@ -168,7 +168,7 @@ describe("hosts over WebSocketTransport", () => {
     }
     for (const host of [H, A, B]) {
       const { dropped } = await stats(host);
-      expect({ [host.name]: dropped }).toEqual({ [host.name]: { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0 } });
+      expect({ [host.name]: dropped }).toEqual({ [host.name]: { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 } });
     }
   });
 
@@ -207,7 +207,7 @@ describe("hosts over WebSocketTransport", () => {
     for (const host of hosts) {
       const { hosts: linkedHosts, hostsAway, dropped } = await stats(host);
       expect({ [host.name]: { linkedHosts, hostsAway, dropped } }).toEqual({
-        [host.name]: { linkedHosts: 2, hostsAway: 0, dropped: { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0 } },
+        [host.name]: { linkedHosts: 2, hostsAway: 0, dropped: { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 } },
       });
     }
   });
@@ -370,7 +370,7 @@ describe("hosts over WebSocketTransport", () => {
       expect(await peer.call("drain", { key: "sub" })).toEqual([]);
     }
     const l = await stats(L);
-    expect(l.dropped).toEqual({ queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0 });
+    expect(l.dropped).toEqual({ queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 });
   });
 
   it("a host whose relay closes says bye: its peer forgets it at once (gone, not away), and a relay started there again links anew", async () => {

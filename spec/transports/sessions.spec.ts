@@ -172,6 +172,32 @@ describe("a host link", () => {
   });
 });
 
+describe("a ring of hosts (a layout roar does not support)", () => {
+  it("stops a message after 8 hosts and counts it, and a flush still resolves", async () => {
+    const ring = [0, 1, 2, 3].map((i) => `ring-${i}-${++names}`);
+    const hosts = ring.map(() => host());
+    const relays: Relay[] = [];
+    for (const [i, name] of ring.entries()) {
+      relays.push(await (hosts[i] as Host).startRelay({ transports: [new InProcessTransport({ listen: name, peers: i === 0 ? [] : [ring[i - 1] as string] })] }));
+    }
+    await (hosts[0] as Host).startRelay({ transports: [new InProcessTransport({ peers: [ring[3] as string] })] });
+    await until(() => relays.every((relay) => relay.stats().hosts === 2), "the ring to close");
+    const counts = [0, 0, 0, 0];
+    const routers = hosts.map((each, i) => {
+      const router = each.createRouter({ scope: "s", capacity: 10 });
+      router.on("t", () => void counts[i]!++);
+      return router;
+    });
+    await Promise.all(routers.map((router) => router.flush()));
+    (routers[0] as (typeof routers)[number]).publish("t", "once");
+    await until(() => relays.reduce((sum, relay) => sum + relay.stats().dropped.looped, 0) > 0, "the message to be stopped");
+    await Promise.all(routers.map((router) => router.flush()));
+    const total = counts.reduce((sum, count) => sum + count, 0);
+    expect(total).toBeGreaterThanOrEqual(4);
+    expect(total).toBeLessThanOrEqual(4 * 8);
+  });
+});
+
 describe("hosts whose links change under way", () => {
   it("loses nothing and doubles nothing when two hosts that reached each other through a third link directly", async () => {
     const [na, nb] = [`line-a-${++names}`, `line-b-${++names}`];

@@ -40,7 +40,8 @@ describe("isFrame", () => {
     ["an interest change", ["i", "s", "t", 0]],
     ["a hello", ["h", 1, "node", 0, [["s", "t"]]]],
     ["a flush and its answer", ["F", 3]],
-    ["a frame from a newer version, with a field more", ["m", "s", "t", 1, "extra"]],
+    ["a frame from a newer version, with a field more", ["m", "s", "t", 1, 0, "extra"]],
+    ["a message that crossed hosts", ["M", "s", "t", ["1"], 3]],
   ])("accepts %s", (_, frame) => {
     expect(isFrame(frame)).toBe(true);
   });
@@ -53,6 +54,8 @@ describe("isFrame", () => {
     ["a topic too long", ["m", "s", "t".repeat(1025), 1]],
     ["an empty run", ["M", "s", "t", []]],
     ["a run that is not an array", ["M", "s", "t", 1]],
+    ["a message whose hop count is not a count", ["m", "s", "t", 1, -1]],
+    ["a sync whose hop count is not a count", ["s", 1, "x"]],
     ["an interest that is not 0 or 1", ["i", "s", "t", 2]],
     ["a negative id", ["f", -1]],
     ["a fractional id", ["s", 1.5]],
