@@ -38,6 +38,7 @@ export interface TransportRequest {
 
 /** What a factory returns: a transport, and where it can be reached once started. */
 export interface TransportUnderTest {
+  /** The transport, not yet started: the suite starts it with a host's relay. */
   transport: Transport | BusTransport;
   /** Where other transports reach this one, once started; for a broker, anything (unused). */
   address(): string;

@@ -43,7 +43,12 @@ const SERVED_MS = 1000;
 /** Options of {@link WebSocketTransport}. */
 export interface WebSocketTransportOptions {
   /** Where to listen for other hosts. `port: 0` picks a free port (see {@link WebSocketTransport.port}). */
-  listen?: { port: number; host?: string };
+  listen?: {
+    /** The port, 0 to 65535; 0 picks a free one. */
+    port: number;
+    /** The address to listen on, such as `"127.0.0.1"`. @defaultValue every address */
+    host?: string;
+  };
   /** URLs of hosts to dial, `ws://host:port` or `wss://host:port`. */
   peers?: readonly string[];
   /** A shared secret: dialled hosts must present it, and this host presents it when dialling. */
@@ -53,7 +58,14 @@ export interface WebSocketTransportOptions {
    * dialling `wss://` peers, `ca` says whom to trust (and `cert`/`key` present a client
    * certificate where the peer asks for one).
    */
-  tls?: SecureContextOptions & { rejectUnauthorized?: boolean; requestCert?: boolean; servername?: string };
+  tls?: SecureContextOptions & {
+    /** Dialling: refuse a peer whose certificate `ca` does not vouch for. @defaultValue true */
+    rejectUnauthorized?: boolean;
+    /** Listening: ask diallers for a client certificate. @defaultValue false */
+    requestCert?: boolean;
+    /** Dialling: the name to check the peer's certificate against. @defaultValue the URL's host */
+    servername?: string;
+  };
   /**
    * The largest frame a peer may send, in bytes. Peers keep their batches within it and drop
    * (and count) a message that alone exceeds it.
@@ -63,7 +75,12 @@ export interface WebSocketTransportOptions {
   /** How often to ping peers, in milliseconds; a peer silent for two intervals is dropped. 0 turns it off. @defaultValue 10000 */
   heartbeat?: number;
   /** Backoff between attempts to dial a peer, in milliseconds. @defaultValue `{ min: 100, max: 10000 }` */
-  retry?: { min?: number; max?: number };
+  retry?: {
+    /** The first wait, in milliseconds. @defaultValue 100 */
+    min?: number;
+    /** The longest wait, in milliseconds. @defaultValue 10000 */
+    max?: number;
+  };
   /** See {@link Transport.awayTimeout}. @defaultValue 30000 */
   awayTimeout?: number;
 }
