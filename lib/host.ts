@@ -16,7 +16,7 @@ import { isMainThread, MessageChannel, MessagePort, postMessageToThread } from "
 import { threadDispatchers, type Beyond } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
 import { Hub } from "./hub.js";
-import { DEFAULT_MAX_QUEUE } from "./links/link.js";
+import { DEFAULT_MAX_QUEUE, reportDropsTo } from "./links/link.js";
 import { IpcLink, isHelloMessage, sendIpc, type IpcChannel } from "./links/ipc-link.js";
 import { createPortCounters, PortLink } from "./links/port-link.js";
 import { PROTOCOL_VERSION } from "./wire/frames.js";
@@ -33,6 +33,8 @@ interface JoinRequest {
   counters: Int32Array;
   /** The thread's doorbell (see PortLink). */
   doorbell: Int32Array;
+  /** The thread's count of messages its links dropped for a full queue (see reportDropsTo). */
+  drops?: Int32Array;
 }
 
 function isJoinRequest(value: unknown): value is JoinRequest {
@@ -142,7 +144,9 @@ export class ThreadHost implements RelayHost {
   #startMain(): void {
     const onWorkerMessage = (value: unknown): void => {
       if (!isJoinRequest(value)) return;
-      this.hub.addLink(new PortLink(value.port, value.counters, 0, this.maxQueue, value.doorbell));
+      const link = new PortLink(value.port, value.counters, 0, this.maxQueue, value.doorbell);
+      if (value.drops instanceof Int32Array) link.farDrops = value.drops;
+      this.hub.addLink(link);
     };
     process.on("workerMessage", onWorkerMessage);
     this.#cleanups.push(() => process.off("workerMessage", onWorkerMessage));
@@ -210,7 +214,7 @@ export class ThreadHost implements RelayHost {
     const counters = createPortCounters();
     const link = new PortLink(port1, counters, 1, this.maxQueue);
     this.hub.addLink(link, { upstream: true });
-    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.mesh.doorbell };
+    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.mesh.doorbell, drops: threadDrops };
     postMessageToThread(0, request, [port2]).then(
       () => (this.#backoffMs = MIN_JOIN_BACKOFF_MS),
       (error: { code?: string }) => {
@@ -245,6 +249,10 @@ export class ThreadHost implements RelayHost {
 }
 
 let warnedNoMainRelay = false;
+
+/** A worker thread's count of messages dropped for a full queue, shared with its main thread. */
+const threadDrops = isMainThread ? undefined : new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+if (threadDrops !== undefined) reportDropsTo(threadDrops);
 
 function isTinypoolChildProcess(): boolean {
   return (process as { __tinypool_state__?: { isChildProcess?: boolean } }).__tinypool_state__?.isChildProcess === true;

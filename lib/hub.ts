@@ -60,7 +60,7 @@
 import type { ThreadDispatchers } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
 import type { HostLink } from "./links/host-link.js";
-import { addCounters, zeroCounters, type Link, type LinkCounters, type LinkHandler } from "./links/link.js";
+import { addCounters, countQueueFull, zeroCounters, type Link, type LinkCounters, type LinkHandler } from "./links/link.js";
 import type { Scope, Topic } from "./types.js";
 import { Envelope } from "./wire/envelope.js";
 import { decodePayload, isEncodedPayload } from "./wire/codec.js";
@@ -100,6 +100,8 @@ export class Hub implements LinkHandler {
   #waitingForUpstream: PendingFlush[] = [];
   /** Syncs under way: whom they wait for, what to do then, and how many host links they crossed. */
   readonly #syncs = new Map<number, { waiting: Set<Link>; done(): void; hops: number }>();
+  /** For each thread's shared drop counter, how much of it is in `#hubCounters` already. */
+  readonly #foldedDrops = new WeakMap<Int32Array, number>();
   readonly #hubCounters: HubCounters = { ...zeroCounters(), droppedUndecodable: 0, droppedLooped: 0 };
   /** Whether this hub has, or is about to get, a link towards the root. */
   #expectsUpstream: boolean;
@@ -172,8 +174,16 @@ export class Hub implements LinkHandler {
   /** Counters summed over every link this hub has had. */
   counters(): HubCounters {
     const total = { ...this.#hubCounters };
-    for (const link of this.#links) addCounters(total, link.counters);
+    for (const link of this.#links) {
+      addCounters(total, link.counters);
+      if (link.farDrops !== undefined) total.droppedQueueFull += this.#unfoldedDrops(link.farDrops);
+    }
     return total;
+  }
+
+  /** What a thread's shared drop counter holds beyond what was folded in when a link to it closed. */
+  #unfoldedDrops(farDrops: Int32Array): number {
+    return Atomics.load(farDrops, 0) - (this.#foldedDrops.get(farDrops) ?? 0);
   }
 
   /**
@@ -282,7 +292,7 @@ export class Hub implements LinkHandler {
 
   #hold(envelope: Envelope): void {
     if (this.#early.length < this.maxQueue) this.#early.push(envelope);
-    else this.#hubCounters.droppedQueueFull++;
+    else countQueueFull(this.#hubCounters, 1);
   }
 
   /** Resolves once all that this thread sent so far has reached the root, and the root synced. */
@@ -385,6 +395,11 @@ export class Hub implements LinkHandler {
     if (!this.#links.delete(link)) return;
     this.mesh.untrack(link);
     addCounters(this.#hubCounters, link.counters);
+    if (link.farDrops !== undefined) {
+      // A thread that joins again brings the same counter: only what is new counts then.
+      this.#hubCounters.droppedQueueFull += this.#unfoldedDrops(link.farDrops);
+      this.#foldedDrops.set(link.farDrops, Atomics.load(link.farDrops, 0));
+    }
     this.#forget(link);
     if (link === this.#upstream) {
       this.#upstream = undefined;

@@ -42,7 +42,10 @@ export interface RelayStats {
   received: number;
   /** Messages or frames lost, by reason. */
   dropped: {
-    /** Not sent because the far side had `maxQueue` messages not yet taken in. */
+    /**
+     * Not sent because the far side had `maxQueue` messages not yet taken in — by this thread's
+     * links, and by those of every worker thread of this process (to it and to each other).
+     */
     queueFull: number;
     /** Frames from another process that were not well-formed. */
     malformed: number;

@@ -68,6 +68,23 @@ export function addCounters(total: LinkCounters, counters: LinkCounters): void {
 
 let nextLinkId = 1;
 
+/**
+ * In a worker thread, a shared counter that every drop for a full link is added to as well:
+ * the thread's main thread reads it for `relay.stats()`, as it cannot read this thread's links.
+ */
+let threadDrops: Int32Array | undefined;
+
+/** @internal Makes this thread's drops count in `counter` too (set once a worker thread starts). */
+export function reportDropsTo(counter: Int32Array): void {
+  threadDrops = counter;
+}
+
+/** @internal Counts `count` messages dropped for a full queue in `counters`, and for the main thread. */
+export function countQueueFull(counters: LinkCounters, count: number): void {
+  counters.droppedQueueFull += count;
+  if (threadDrops !== undefined) Atomics.add(threadDrops, 0, count);
+}
+
 /** @internal */
 export abstract class Link {
   /** Unique within the process, for diagnostics. */
@@ -83,6 +100,8 @@ export abstract class Link {
   readonly counters: LinkCounters = zeroCounters();
   /** Set by the hub that owns the link. */
   handler: LinkHandler | undefined;
+  /** A worker thread's shared drop counter, on its main thread's link to it (see {@link reportDropsTo}). */
+  farDrops: Int32Array | undefined;
   /** Whether the far side's hub said hello (and not bye since): only such a hub is waited for in a sync. */
   greeted = false;
   #outbox: Frame[] = [];
@@ -113,7 +132,7 @@ export abstract class Link {
    */
   dropIfFull(): boolean {
     if (this.inFlight() + this.#messagesInOutbox < this.maxQueue) return false;
-    this.counters.droppedQueueFull++;
+    countQueueFull(this.counters, 1);
     return true;
   }
 
@@ -131,7 +150,7 @@ export abstract class Link {
   sendRun(scope: Scope, topic: Topic, payloads: readonly unknown[], hops?: number): void {
     const room = this.maxQueue - this.inFlight() - this.#messagesInOutbox;
     if (room < payloads.length) {
-      this.counters.droppedQueueFull += payloads.length - Math.max(room, 0);
+      countQueueFull(this.counters, payloads.length - Math.max(room, 0));
       if (room <= 0) return;
       payloads = payloads.slice(0, room);
     }

@@ -255,6 +255,28 @@ describe("worker threads", () => {
     expect(await fresh.call("drain", { key: "t" })).toEqual([]);
   });
 
+  it("counts, in the main thread's relay.stats(), what a thread drops for another thread that stopped reading", async () => {
+    const scope = testScope();
+    const host = await startHost();
+    const stalled = await host.spawnThread("stalled");
+    await stalled.call("subscribe", { key: "t", scope, topic: "t", capacity: 10 });
+    await stalled.call("flush", { scope });
+    const publisher = await host.spawnThread("publisher");
+    await publisher.call("flush", { scope });
+    await host.call("sabCreate", { key: "signal", length: 2 });
+    // The subscriber blocks in Atomics.wait: its direct link from the publisher fills up.
+    const blocked = stalled.call("blockThenPublish", { sabKey: "signal", timeout: TIMEOUT, scope, topic: "other", from: "stalled", count: 0 });
+    // If an expectation below fails, the host is stopped under it: that rejection is not news.
+    blocked.catch(() => undefined);
+    await host.call("sabWait", { key: "signal", index: 0, atLeast: 1, timeout: TIMEOUT });
+    const N = 100_000;
+    await publisher.call("publish", { scope, topic: "t", from: "publisher", count: N });
+    // The link holds 65,536 (its default bound): the rest were dropped by the publisher's thread.
+    expect((await host.call("stats", {})).dropped.queueFull).toBe(N - 65_536);
+    await host.call("sabStore", { key: "signal", index: 1, value: 1 });
+    await blocked;
+  });
+
   it("after the main thread closes its relay and starts a new one, a worker thread joins again: its flush resolves and messages flow both ways", async () => {
     const scope = testScope();
     const N = 20;
