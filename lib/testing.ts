@@ -42,6 +42,11 @@ export interface TransportUnderTest {
   transport: Transport | BusTransport;
   /** Where other transports reach this one, once started; for a broker, anything (unused). */
   address(): string;
+  /**
+   * Cuts every connection of this transport, as a network failure would (diallers dial again).
+   * Needed by the checks that {@link ConformanceOptions.dropConnections} adds.
+   */
+  dropConnections?(): void;
 }
 
 /**
@@ -62,6 +67,12 @@ export interface ConformanceCheck {
 export interface ConformanceOptions {
   /** How long one wait (hosts linking, messages arriving) may take, in milliseconds. @defaultValue 20000 */
   timeout?: number;
+  /**
+   * Adds a check that cuts connections mid-stream (the factory's transports must have
+   * `dropConnections`): nothing may be lost or doubled across the resume.
+   * @defaultValue false
+   */
+  dropConnections?: boolean;
 }
 
 /** A message of the checks: who published it, and its number in that publisher's run. */
@@ -86,13 +97,13 @@ class Cluster {
   }
 
   /** Starts a host whose transport listens and/or dials `peers`; returns it and its address. */
-  async host(listen: boolean, peers: readonly string[] = []): Promise<{ host: Host; relay: Relay; address: string }> {
+  async host(listen: boolean, peers: readonly string[] = []): Promise<{ host: Host; relay: Relay; address: string; made: TransportUnderTest }> {
     const host = createHost();
     this.hosts.push(host);
-    const { transport, address } = this.#factory({ listen, peers });
-    const relay = await host.startRelay({ transports: [transport] });
+    const made = this.#factory({ listen, peers });
+    const relay = await host.startRelay({ transports: [made.transport] });
     this.relays.push(relay);
-    return { host, relay, address: address() };
+    return { host, relay, address: made.address(), made };
   }
 
   /** Waits until every relay is linked to `count` other hosts. */
@@ -165,7 +176,29 @@ function check(name: string, factory: TransportFactory, timeout: number, body: (
 export function transportConformance(factory: TransportFactory, options: ConformanceOptions = {}): ConformanceCheck[] {
   const timeout = options.timeout ?? 20_000;
   const COUNT = 500;
+  const dropping: ConformanceCheck[] = !options.dropConnections
+    ? []
+    : [
+        check("connections cut mid-stream resume: nothing is lost, nothing arrives twice, order holds", factory, timeout, async (cluster) => {
+          const a = await cluster.host(true);
+          const b = await cluster.host(false, [a.address]);
+          await cluster.linked(() => 1);
+          const router = b.host.createRouter({ scope: cluster.scope, capacity: 10_000 });
+          const sub = router.subscribe("stream");
+          await router.flush();
+          const publisher = a.host.createRouter({ scope: cluster.scope, capacity: 10 });
+          const cut = (a.made.dropConnections ?? assert.fail("the factory's transport has no dropConnections()")).bind(a.made);
+          for (let round = 0; round < 5; round++) {
+            for (let seq = round * 1000; seq < (round + 1) * 1000; seq++) publisher.publish("stream", { from: "a", seq } satisfies Numbered);
+            await sleep(0);
+            cut();
+          }
+          assertRuns(await cluster.take(sub, 5000), ["a"], 5000, "b");
+          assert.equal(a.relay.stats().dropped.disconnected, 0, "a dropped connection that came back lost messages");
+        }),
+      ];
   return [
+    ...dropping,
     check("a message published on one host reaches a subscriber on another", factory, timeout, async (cluster) => {
       const a = await cluster.host(true);
       const b = await cluster.host(false, [a.address]);

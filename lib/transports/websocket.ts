@@ -258,6 +258,8 @@ export class WebSocketTransport implements Transport {
     });
     server.on("error", (error) => debug("ws server error: %o", error));
     this.#port = (server.address() as AddressInfo).port;
+    // Closed while it was starting to listen: it must not go on listening.
+    if (this.#closed) server.close();
   }
 
   #accepted(socket: WebSocket, request: IncomingMessage): void {

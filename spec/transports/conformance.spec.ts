@@ -6,11 +6,15 @@ import { transportConformance } from "../../lib/testing.js";
 let names = 0;
 
 describe("InProcessTransport passes the conformance suite", () => {
-  for (const check of transportConformance(({ listen, peers }) => {
-    const name = `conformance-${++names}`;
-    const transport = new InProcessTransport({ listen: listen ? name : undefined, peers });
-    return { transport, address: () => name };
-  })) {
+  const checks = transportConformance(
+    ({ listen, peers }) => {
+      const name = `conformance-${++names}`;
+      const transport = new InProcessTransport({ listen: listen ? name : undefined, peers });
+      return { transport, address: () => name, dropConnections: () => transport.dropConnections() };
+    },
+    { dropConnections: true },
+  );
+  for (const check of checks) {
     it(check.name, check.run, 60_000);
   }
 });
