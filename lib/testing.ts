@@ -153,6 +153,21 @@ function assertRuns(messages: readonly unknown[], publishers: readonly string[],
   assert.deepEqual([...bySender.keys()].sort(), [...publishers].sort(), `${where}: publishers seen`);
 }
 
+/**
+ * Every host subscribes and publishes `count` numbered messages; every subscriber must get
+ * every host's run once, in order, and nothing more.
+ */
+async function everyoneHearsEveryone(cluster: Cluster, hosts: readonly Host[], count: number): Promise<void> {
+  const routers = hosts.map((host) => host.createRouter({ scope: cluster.scope, capacity: 10 * count }));
+  const subs = routers.map((router) => router.subscribe("events"));
+  await Promise.all(routers.map((router) => router.flush()));
+  routers.forEach((router, i) => publishRun(router, "events", `host${i}`, count));
+  const publishers = hosts.map((_, i) => `host${i}`);
+  for (const [i, sub] of subs.entries()) assertRuns(await cluster.take(sub, count * hosts.length), publishers, count, `host${i}`);
+  await Promise.all(routers.map((router) => router.flush()));
+  for (const [i, sub] of subs.entries()) assert.equal(sub.size, 0, `host${i} got more than once`);
+}
+
 /** Runs `body` with a fresh cluster, closing it whatever happens. */
 function check(name: string, factory: TransportFactory, timeout: number, body: (cluster: Cluster) => Promise<void>): ConformanceCheck {
   return {
@@ -215,14 +230,7 @@ export function transportConformance(factory: TransportFactory, options: Conform
       const leaves = [await cluster.host(false, [hub.address]), await cluster.host(false, [hub.address])];
       const all = [hub, ...leaves];
       await cluster.linked((i) => (i === 0 ? 2 : 1));
-      const routers = all.map(({ host }) => host.createRouter({ scope: cluster.scope, capacity: 10 * COUNT }));
-      const subs = routers.map((router) => router.subscribe("events"));
-      await Promise.all(routers.map((router) => router.flush()));
-      routers.forEach((router, i) => publishRun(router, "events", `host${i}`, COUNT));
-      const publishers = all.map((_, i) => `host${i}`);
-      for (const [i, sub] of subs.entries()) assertRuns(await cluster.take(sub, COUNT * all.length), publishers, COUNT, `host${i}`);
-      await Promise.all(routers.map((router) => router.flush()));
-      for (const [i, sub] of subs.entries()) assert.equal(sub.size, 0, `host${i} got more than once`);
+      await everyoneHearsEveryone(cluster, all.map(({ host }) => host), COUNT);
     }),
 
     check("a full mesh of three hosts that dial each other: every message once, in order", factory, timeout, async (cluster) => {
@@ -231,14 +239,7 @@ export function transportConformance(factory: TransportFactory, options: Conform
       const third = await cluster.host(true, [first.address, second.address]);
       const all = [first, second, third];
       await cluster.linked(() => 2);
-      const routers = all.map(({ host }) => host.createRouter({ scope: cluster.scope, capacity: 10 * COUNT }));
-      const subs = routers.map((router) => router.subscribe("events"));
-      await Promise.all(routers.map((router) => router.flush()));
-      routers.forEach((router, i) => publishRun(router, "events", `host${i}`, COUNT));
-      const publishers = all.map((_, i) => `host${i}`);
-      for (const [i, sub] of subs.entries()) assertRuns(await cluster.take(sub, COUNT * all.length), publishers, COUNT, `host${i}`);
-      await Promise.all(routers.map((router) => router.flush()));
-      for (const [i, sub] of subs.entries()) assert.equal(sub.size, 0, `host${i} got more than once`);
+      await everyoneHearsEveryone(cluster, all.map(({ host }) => host), COUNT);
     }),
 
     check("scopes stay apart across hosts", factory, timeout, async (cluster) => {
