@@ -2,13 +2,14 @@
  * HostSessions: the hosts a relay is linked to, and the handshake that tells connections
  * from transports apart by the host at the far end.
  *
- * Every connection starts with a handshake, `["H", version, node, maxPayload]`, from both
+ * Every connection starts with a handshake, `["H", version, node, maxPayload, dial]`, from both
  * sides. Then the connection belongs to the {@link HostLink} of that node: a new one (which
  * joins the hub), or one that was away (which resumes). Two connections to one host — two
  * hosts that list each other as peers, or a host that dialled again before this side saw its
  * old connection drop — are settled the same way on both sides: the connection dialled by the
  * host with the smaller node id stays, unless both were dialled by the same side, where the
- * newer one stays (the older one is likely dead).
+ * one it dialled last stays (the older one is likely dead): `dial` numbers the connections a
+ * host dials, so both sides agree on which is newer whatever order the handshakes arrive in.
  *
  * A broker transport has no connections to tell apart: it gets one {@link BusLink}, which
  * stands for every host on the broker (see bus-link.ts), and no other transport beside it.
@@ -33,7 +34,7 @@ export interface SessionCounters {
   unauthenticated: number;
 }
 
-type Handshake = readonly ["H", number, string, number];
+type Handshake = readonly ["H", number, string, number, number?];
 
 function isHandshake(value: unknown): value is Handshake {
   return (
@@ -43,7 +44,8 @@ function isHandshake(value: unknown): value is Handshake {
     (value[1] as number) >= 1 &&
     isNode(value[2]) &&
     Number.isSafeInteger(value[3]) &&
-    (value[3] as number) >= 1
+    (value[3] as number) >= 1 &&
+    (value[4] === undefined || (Number.isSafeInteger(value[4]) && (value[4] as number) >= 0))
   );
 }
 
@@ -57,6 +59,9 @@ export class HostSessions {
   readonly #transports: (Transport | BusTransport)[] = [];
   #bus: BusLink | undefined;
   readonly #warned = new Set<string>();
+  /** The number, in its dialler's count, of each connection (see the handshake). */
+  readonly #dials = new WeakMap<Connection, number>();
+  #lastDial = 0;
   readonly counters: SessionCounters = { malformed: 0, oversized: 0, unauthenticated: 0 };
   readonly #events: HostLinkEvents = {
     away: (link) => this.#hub.hostAway(link),
@@ -151,7 +156,9 @@ export class HostSessions {
       return { receive: noop, closed: noop };
     }
     const maxPayload = connection.maxPayload ?? Number.MAX_SAFE_INTEGER;
-    connection.send(JSON.stringify([["H", PROTOCOL_VERSION, this.#hub.node, maxPayload]]), noop);
+    let dial = 0;
+    if (connection.dialled !== undefined) this.#dials.set(connection, (dial = ++this.#lastDial));
+    connection.send(JSON.stringify([["H", PROTOCOL_VERSION, this.#hub.node, maxPayload, dial]]), noop);
     let link: HostLink | undefined;
     /** Set once the connection is refused: what the peer sent before it heard is ignored. */
     let refused = false;
@@ -188,7 +195,8 @@ export class HostSessions {
     };
   }
 
-  #linkFor(connection: Connection, [, , node, peerMaxPayload]: Handshake, transport: Transport): HostLink | undefined {
+  #linkFor(connection: Connection, [, , node, peerMaxPayload, dial]: Handshake, transport: Transport): HostLink | undefined {
+    if (connection.dialled === undefined) this.#dials.set(connection, dial ?? 0);
     if (node === this.#hub.node) {
       if (connection.dialled !== undefined) this.#dialled.set(connection.dialled, node);
       connection.close("roar: a host cannot link to itself");
@@ -221,7 +229,7 @@ export class HostSessions {
   #prefers(candidate: Connection, current: Connection, node: string): boolean {
     const candidateMine = candidate.dialled !== undefined;
     const currentMine = current.dialled !== undefined;
-    if (candidateMine === currentMine) return true;
+    if (candidateMine === currentMine) return (this.#dials.get(candidate) ?? 0) > (this.#dials.get(current) ?? 0);
     const smallerIsMe = this.#hub.node < node;
     return candidateMine === smallerIsMe;
   }

@@ -16,7 +16,7 @@
  * | `["n", nodes]`                          | neighbours: the node ids of every host the sender is linked to; host links only, sent after each change |
  *
  * Host links also carry session frames, which the link itself reads (see `host-link.ts`):
- * `["H", v, node, maxPayload]` (handshake), `["R", session, yourSession, received]` (resume)
+ * `["H", v, node, maxPayload, dial]` (handshake), `["R", session, yourSession, received]` (resume)
  * and `["A", received]` (acknowledgement).
  *
  * A hello with a version this side does not know is still accepted: new fields are added at

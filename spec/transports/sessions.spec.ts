@@ -366,6 +366,20 @@ describe("a host's input from the network", () => {
     expect(relay.stats().dropped.malformed).toBe(1);
   });
 
+  it("keeps, of two connections a peer dialled, the one it dialled last, whatever order their handshakes arrive in", async () => {
+    const local = host();
+    const hand = new HandTransport();
+    await local.startRelay({ transports: [hand] });
+    hand.open();
+    const later = hand.events;
+    hand.open();
+    const earlier = hand.events;
+    // The later dial's handshake arrives first: the earlier one's is refused, not taken as newer.
+    later.receive(JSON.stringify([["H", 1, "hand-node", 1 << 20, 2]]));
+    earlier.receive(JSON.stringify([["H", 1, "hand-node", 1 << 20, 1]]));
+    expect(hand.closedWith).toBe("roar: duplicate connection: these hosts are already linked");
+  });
+
   it("takes nothing a peer says about prototypes into any object", async () => {
     const { local, hand } = await handPeer();
     const router = local.createRouter({ scope: "__proto__", capacity: 10 });
