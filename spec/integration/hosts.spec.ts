@@ -69,6 +69,24 @@ function stats(host: Host): Promise<StatsReport> {
   return host.peer.call("stats", {});
 }
 
+/** What relay.stats().dropped shows when nothing was lost. */
+const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 };
+
+/**
+ * Every publisher publishes `count` numbered messages on "t" and an end marker; every
+ * subscriber (joined under key "sub") must get every publisher's run once, in order, and
+ * nothing more.
+ */
+async function everyMessageOnceEverywhere(scope: string, subscribers: readonly [string, Peer][], publishers: readonly [string, Peer][], count: number): Promise<void> {
+  const names = publishers.map(([name]) => name);
+  await Promise.all(publishers.map(([from, peer]) => peer.call("publish", { scope, topic: "t", from, count, end: true })));
+  for (const [name, peer] of subscribers) {
+    const got = await untilEnds(peer, names);
+    expect({ [name]: bySender(got) }).toEqual({ [name]: everyMessageOnce(names, count) });
+    expect(await peer.call("drain", { key: "sub" })).toEqual([]);
+  }
+}
+
 /** Subscribes `peer` to (scope, topic) under `key` and flushes: its interest has reached every host. */
 async function join(peer: Peer, scope: string, topic = "t", key = "sub"): Promise<void> {
   await peer.call("join", { key, scope, topic, capacity: 100_000 });
@@ -158,17 +176,10 @@ describe("hosts over WebSocketTransport", () => {
       ["A", A.peer],
       ["b1", b1],
     ];
-    const names = publishers.map(([name]) => name);
-    await Promise.all(publishers.map(([from, peer]) => peer.call("publish", { scope, topic: "t", from, count: N, end: true })));
-
-    for (const [name, peer] of subscribers) {
-      const got = await untilEnds(peer, names);
-      expect({ [name]: bySender(got) }).toEqual({ [name]: everyMessageOnce(names, N) });
-      expect(await peer.call("drain", { key: "sub" })).toEqual([]);
-    }
+    await everyMessageOnceEverywhere(scope, subscribers, publishers, N);
     for (const host of [H, A, B]) {
       const { dropped } = await stats(host);
-      expect({ [host.name]: dropped }).toEqual({ [host.name]: { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 } });
+      expect({ [host.name]: dropped }).toEqual({ [host.name]: NO_DROPS });
     }
   });
 
@@ -196,18 +207,11 @@ describe("hosts over WebSocketTransport", () => {
       ["C", C.peer],
       ["c1", c1],
     ];
-    const names = publishers.map(([name]) => name);
-    await Promise.all(publishers.map(([from, peer]) => peer.call("publish", { scope, topic: "t", from, count: N, end: true })));
-
-    for (const [name, peer] of subscribers) {
-      const got = await untilEnds(peer, names);
-      expect({ [name]: bySender(got) }).toEqual({ [name]: everyMessageOnce(names, N) });
-      expect(await peer.call("drain", { key: "sub" })).toEqual([]);
-    }
+    await everyMessageOnceEverywhere(scope, subscribers, publishers, N);
     for (const host of hosts) {
       const { hosts: linkedHosts, hostsAway, dropped } = await stats(host);
       expect({ [host.name]: { linkedHosts, hostsAway, dropped } }).toEqual({
-        [host.name]: { linkedHosts: 2, hostsAway: 0, dropped: { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 } },
+        [host.name]: { linkedHosts: 2, hostsAway: 0, dropped: NO_DROPS },
       });
     }
   });
@@ -370,7 +374,7 @@ describe("hosts over WebSocketTransport", () => {
       expect(await peer.call("drain", { key: "sub" })).toEqual([]);
     }
     const l = await stats(L);
-    expect(l.dropped).toEqual({ queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 });
+    expect(l.dropped).toEqual(NO_DROPS);
   });
 
   it("a host whose relay closes says bye: its peer forgets it at once (gone, not away), and a relay started there again links anew", async () => {
