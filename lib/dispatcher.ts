@@ -15,6 +15,7 @@
  * which topics gained or lost their last local subscriber and hand it what must leave, and it
  * tells them which topics are wanted elsewhere.
  */
+import type { ForwardOutcome } from "./hub.js";
 import type { Subscriber } from "./subscription.js";
 import type { Scope, Topic } from "./types.js";
 
@@ -22,10 +23,15 @@ import type { Scope, Topic } from "./types.js";
 export interface Beyond {
   /** `topic` in `scope` gained its first subscriber in this thread, or lost its last. */
   interestChanged(scope: Scope, topic: Topic): void;
-  /** Sends a message published in this thread towards its subscribers elsewhere. */
-  forward(scope: Scope, topic: Topic, message: unknown): void;
+  /**
+   * Sends a message published in this thread towards its subscribers elsewhere; with `strict`,
+   * refuses it (throws) before sending anything when a link it must take is full.
+   */
+  forward(scope: Scope, topic: Topic, message: unknown, strict: boolean): ForwardOutcome;
+  /** Resolves once no link beyond this thread is over its high-water mark. */
+  drained(): Promise<void>;
   /** Resolves once all that was forwarded or changed so far has reached the host's root relay. */
-  flush(): Promise<void>;
+  flush(timeout?: number): Promise<void>;
 }
 
 interface TopicEntry {
@@ -110,19 +116,18 @@ export class Dispatcher {
   /**
    * Delivers a message published in this thread: first it is handed beyond the thread (so
    * that the order of leaving matches the order of publishing), then to local subscribers.
+   * @returns what the message met beyond the thread, or `undefined` if it did not leave it
    */
-  publish(topic: Topic, message: unknown): void {
+  publish(topic: Topic, message: unknown, strict: boolean): ForwardOutcome | undefined {
     // Interest that reached this thread must count before deciding where the message goes.
     const pump = this.#dispatchers.pump;
     if (pump !== undefined) pump(false);
     const dispatchers = this.#dispatchers;
     const entry = this.#topics.get(topic);
-    if (entry === undefined) {
-      if (dispatchers.forwardAll) dispatchers.beyond?.forward(this.scope, topic, message);
-      return;
-    }
-    if (entry.remote || dispatchers.forwardAll) dispatchers.beyond?.forward(this.scope, topic, message);
+    if (entry === undefined) return dispatchers.forwardAll ? dispatchers.beyond?.forward(this.scope, topic, message, strict) : undefined;
+    const outcome = entry.remote || dispatchers.forwardAll ? dispatchers.beyond?.forward(this.scope, topic, message, strict) : undefined;
     if (entry.subscribers.length !== 0) deliver(entry.subscribers, message);
+    return outcome;
   }
 
   /** Delivers a message that arrived from beyond this thread to local subscribers only. */

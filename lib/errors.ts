@@ -28,6 +28,8 @@ export type RoarErrorCode =
   | "ERR_ROAR_CLOSED"
   /** A frame or payload from another process was not valid; it was dropped and counted. */
   | "ERR_ROAR_MALFORMED"
+  /** A publish with `whenFull: "throw"` found a link that holds its bound; nothing was sent. */
+  | "ERR_ROAR_QUEUE_FULL"
   /** roar cannot work where it was asked to (a tinypool `child_process` worker, say). */
   | "ERR_ROAR_UNSUPPORTED";
 

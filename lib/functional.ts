@@ -35,6 +35,6 @@ export function on<T = unknown>(router: Router, topic: Topic, handler: Handler<T
  * roar.publish(router, "events", "Hello, cluster!");
  * ```
  */
-export function publish(router: Router, topic: Topic, message: unknown): void {
-  router.publish(topic, message);
+export function publish(router: Router, topic: Topic, message: unknown): boolean {
+  return router.publish(topic, message);
 }

@@ -52,7 +52,6 @@ function isHandshake(value: unknown): value is Handshake {
 /** @internal */
 export class HostSessions {
   readonly #hub: Hub;
-  readonly #maxQueue: () => number;
   readonly #links = new Map<string, HostLink>();
   /** The node that last answered at each address this host dialled. */
   readonly #dialled = new Map<string, string>();
@@ -77,9 +76,8 @@ export class HostSessions {
   };
   #closed = false;
 
-  constructor(hub: Hub, maxQueue: () => number) {
+  constructor(hub: Hub) {
     this.#hub = hub;
-    this.#maxQueue = maxQueue;
   }
 
   /** Starts `transport`; resolves once it listens (or, for a broker, is connected). */
@@ -125,7 +123,7 @@ export class HostSessions {
       warn: (message, code) => this.#warn(message, code),
     };
     await transport.start(context);
-    link = new BusLink(transport, this.#hub.node, this.#maxQueue(), {
+    link = new BusLink(transport, this.#hub.node, this.#hub.bounds, {
       oversized: (bytes) =>
         this.#warn(
           `a message of ${bytes} bytes is larger than ${transport.name} takes (${transport.maxPayload} bytes); it was dropped (counted in relay.stats().dropped.oversized)`,
@@ -210,7 +208,7 @@ export class HostSessions {
     }
     const existing = this.#links.get(node);
     if (existing === undefined) {
-      const link = new HostLink(node, this.#maxQueue(), transport.awayTimeout ?? DEFAULT_AWAY_TIMEOUT_MS, this.#events);
+      const link = new HostLink(node, this.#hub.bounds, transport.awayTimeout ?? DEFAULT_AWAY_TIMEOUT_MS, this.#events);
       this.#links.set(node, link);
       link.attach(connection, peerMaxPayload);
       this.#hub.addLink(link);

@@ -12,11 +12,11 @@
  */
 import cluster, { type Worker as ClusterWorker } from "node:cluster";
 import type { ChildProcess } from "node:child_process";
-import { isMainThread, MessageChannel, MessagePort, postMessageToThread } from "node:worker_threads";
+import { isMainThread, MessageChannel, MessagePort, postMessageToThread, threadId } from "node:worker_threads";
 import { threadDispatchers, type Beyond } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
 import { Hub } from "./hub.js";
-import { DEFAULT_MAX_QUEUE, reportDropsTo } from "./links/link.js";
+import { defaultBounds, reportDropsTo, type LinkBounds } from "./links/link.js";
 import { IpcLink, isHelloMessage, sendIpc, type IpcChannel } from "./links/ipc-link.js";
 import { createPortCounters, PortLink } from "./links/port-link.js";
 import { PROTOCOL_VERSION } from "./wire/frames.js";
@@ -35,6 +35,8 @@ interface JoinRequest {
   doorbell: Int32Array;
   /** The thread's count of messages its links dropped for a full queue (see reportDropsTo). */
   drops?: Int32Array;
+  /** The thread's id, for warnings. */
+  threadId?: number;
 }
 
 function isJoinRequest(value: unknown): value is JoinRequest {
@@ -48,6 +50,8 @@ function isJoinRequest(value: unknown): value is JoinRequest {
   );
 }
 
+/** How long a cluster worker waits for its primary's relay to say hello before it warns, in milliseconds. */
+const PRIMARY_ANSWER_MS = 1000;
 /** How long a forked child waits for its parent's relay to answer its hello, in milliseconds. */
 const PARENT_ANSWER_MS = 250;
 
@@ -63,8 +67,8 @@ const MAX_JOIN_BACKOFF_MS = 2000;
 export interface RelayHost {
   readonly hub: Hub;
   readonly sessions: HostSessions;
-  /** The bound of links made from now on; see RelayOptions.maxQueue. */
-  maxQueue: number;
+  /** The bounds of every link of the host, shared with them; see RelayOptions.maxQueue. */
+  readonly bounds: LinkBounds;
   /** Why this host cannot link to other hosts, if it cannot. */
   readonly notRoot: string | undefined;
   /** Attaches a child process, once. */
@@ -83,14 +87,15 @@ export class ThreadHost implements RelayHost {
   #backoffMs = MIN_JOIN_BACKOFF_MS;
   #closed = false;
 
-  constructor(maxQueue: number) {
-    this.hub = new Hub({ dispatchers: threadDispatchers, expectsUpstream: !isMainThread || process.send !== undefined, isThread: !isMainThread, maxQueue });
-    this.sessions = new HostSessions(this.hub, () => this.maxQueue);
+  constructor() {
+    this.hub = new Hub({ dispatchers: threadDispatchers, expectsUpstream: !isMainThread || process.send !== undefined, isThread: !isMainThread, bounds: defaultBounds() });
+    this.sessions = new HostSessions(this.hub);
     const hub = this.hub;
     const beyond: Beyond = {
       interestChanged: (scope, topic) => hub.localInterestChanged(scope, topic),
-      forward: (scope, topic, message) => hub.forwardLocal(scope, topic, message),
-      flush: () => hub.flush(),
+      forward: (scope, topic, message, strict) => hub.forwardLocal(scope, topic, message, strict),
+      drained: () => hub.drained(),
+      flush: (timeout) => hub.flush(timeout),
     };
     threadDispatchers.pump = undefined;
     threadDispatchers.beyond = beyond;
@@ -103,13 +108,8 @@ export class ThreadHost implements RelayHost {
     }
   }
 
-  /** The bound of links made from now on; see RelayOptions.maxQueue. */
-  get maxQueue(): number {
-    return this.hub.maxQueue;
-  }
-
-  set maxQueue(maxQueue: number) {
-    this.hub.maxQueue = maxQueue;
+  get bounds(): LinkBounds {
+    return this.hub.bounds;
   }
 
   get notRoot(): string | undefined {
@@ -124,7 +124,7 @@ export class ThreadHost implements RelayHost {
     // take in every frame twice.
     if (this.#attached.has(child)) return;
     this.#attached.add(child);
-    this.hub.addLink(new IpcLink(child as IpcChannel, this.maxQueue));
+    this.hub.addLink(new IpcLink(child as IpcChannel, this.bounds));
   }
 
   /** Closes every link and stops listening for new ones. */
@@ -144,7 +144,8 @@ export class ThreadHost implements RelayHost {
   #startMain(): void {
     const onWorkerMessage = (value: unknown): void => {
       if (!isJoinRequest(value)) return;
-      const link = new PortLink(value.port, value.counters, 0, this.maxQueue, value.doorbell);
+      const label = value.threadId === undefined ? "a worker thread" : `worker thread ${value.threadId}`;
+      const link = new PortLink(value.port, value.counters, 0, this.bounds, label, value.doorbell);
       if (value.drops instanceof Int32Array) link.farDrops = value.drops;
       this.hub.addLink(link);
     };
@@ -170,7 +171,19 @@ export class ThreadHost implements RelayHost {
   #linkToParent(): void {
     const channel = process as unknown as IpcChannel;
     if (cluster.isWorker) {
-      this.hub.addLink(new IpcLink(channel, this.maxQueue), { upstream: true });
+      this.hub.addLink(new IpcLink(channel, this.bounds), { upstream: true });
+      // A primary that runs roar answers at once; one that never loads it never does.
+      const timer = setTimeout(() => {
+        if (!this.hub.upstreamIsSilent()) return;
+        process.emitWarning(
+          "this cluster worker cannot reach a roar relay: its primary did not answer within a second (it creates no " +
+            "router and never calls roar.startRelay()). Messages published here reach this worker's own threads only, " +
+            "until the primary starts a relay; then the worker joins it by itself.",
+          { type: "RoarWarning", code: "ERR_ROAR_NO_RELAY" },
+        );
+      }, PRIMARY_ANSWER_MS);
+      timer.unref();
+      this.#cleanups.push(() => clearTimeout(timer));
       return;
     }
     if (isTinypoolChildProcess()) {
@@ -186,7 +199,7 @@ export class ThreadHost implements RelayHost {
     const onHello = (message: unknown): void => {
       if (!isHelloMessage(message)) return;
       process.off("internalMessage", onHello);
-      const link = new IpcLink(channel, this.maxQueue);
+      const link = new IpcLink(channel, this.bounds);
       this.hub.addLink(link, { upstream: true });
       // The link started listening after this message was emitted: hand it on.
       link.receive(message);
@@ -212,9 +225,9 @@ export class ThreadHost implements RelayHost {
   #joinMainThread(): void {
     const { port1, port2 } = new MessageChannel();
     const counters = createPortCounters();
-    const link = new PortLink(port1, counters, 1, this.maxQueue);
+    const link = new PortLink(port1, counters, 1, this.bounds, "the main thread");
     this.hub.addLink(link, { upstream: true });
-    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.mesh.doorbell, drops: threadDrops };
+    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.mesh.doorbell, drops: threadDrops, threadId };
     postMessageToThread(0, request, [port2]).then(
       () => (this.#backoffMs = MIN_JOIN_BACKOFF_MS),
       (error: { code?: string }) => {
@@ -261,8 +274,8 @@ function isTinypoolChildProcess(): boolean {
 let host: ThreadHost | undefined;
 
 /** @internal This thread's host, started on first use. */
-export function ensureHost(maxQueue = DEFAULT_MAX_QUEUE): ThreadHost {
-  host ??= new ThreadHost(maxQueue);
+export function ensureHost(): ThreadHost {
+  host ??= new ThreadHost();
   return host;
 }
 

@@ -60,7 +60,10 @@
 import type { ThreadDispatchers } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
 import type { HostLink } from "./links/host-link.js";
-import { addCounters, countQueueFull, zeroCounters, type Link, type LinkCounters, type LinkHandler } from "./links/link.js";
+import { addCounters, countQueueFull, zeroCounters, type Link, type LinkBounds, type LinkCounters, type LinkHandler } from "./links/link.js";
+import { PressureWatch } from "./pressure.js";
+import { DEFAULT_FLUSH_TIMEOUT_MS, FlushRequests, SYNC_TIMEOUT_MS, SyncRounds, Waiters, type Requester } from "./barrier.js";
+import { DropReporter, DropReports } from "./stats.js";
 import type { Scope, Topic } from "./types.js";
 import { Envelope } from "./wire/envelope.js";
 import { decodePayload, isEncodedPayload } from "./wire/codec.js";
@@ -72,11 +75,6 @@ const debug = debuglog("roar");
 
 /** Marks a payload of a run that could not be decoded. */
 const UNDECODABLE: unique symbol = Symbol("undecodable");
-
-interface PendingFlush {
-  resolve(): void;
-  reject(error: Error): void;
-}
 
 /** Counters of a hub, summed over its links (closed ones included). */
 export interface HubCounters extends LinkCounters {
@@ -94,12 +92,27 @@ export class Hub implements LinkHandler {
   readonly #holders = new Map<Scope, Map<Topic, readonly Link[]>>();
   #upstream: Link | undefined;
   #nextId = 1;
-  /** Flushes sent upstream, by the id they were sent with. */
-  readonly #flushes = new Map<number, PendingFlush>();
+  /** Flushes sent to the upstream hub, one at a time (see barrier.ts). */
+  readonly #flushUp = new FlushRequests(
+    (id) => {
+      // What this process dropped reaches the root before the flush does.
+      this.#reporter?.report();
+      this.#upstream?.sendControl(["f", id]);
+    },
+    () => this.#nextId++,
+  );
   /** Flushes waiting for an upstream link (a thread whose main thread has no relay yet). */
-  #waitingForUpstream: PendingFlush[] = [];
-  /** Syncs under way: whom they wait for, what to do then, and how many host links they crossed. */
-  readonly #syncs = new Map<number, { waiting: Set<Link>; done(): void; hops: number }>();
+  #waitingForUpstream = new Waiters();
+  /** Sync rounds this hub runs (see barrier.ts). */
+  readonly #rounds = new SyncRounds({
+    targets: (from, hops) => this.#syncTargets(from, hops),
+    sendSync: (link, id, hops) => link.sendControl(isHost(link) && hops !== 0 ? ["s", id, hops] : ["s", id]),
+    newId: () => this.#nextId++,
+  });
+  /** What the processes below this one reported they dropped (see stats.ts). */
+  readonly #reports = new DropReports();
+  /** Tells the parent what this process dropped; only in a process's main thread. */
+  readonly #reporter: DropReporter | undefined;
   /** For each thread's shared drop counter, how much of it is in `#hubCounters` already. */
   readonly #foldedDrops = new WeakMap<Int32Array, number>();
   readonly #hubCounters: HubCounters = { ...zeroCounters(), droppedUndecodable: 0, droppedLooped: 0 };
@@ -107,12 +120,21 @@ export class Hub implements LinkHandler {
   #expectsUpstream: boolean;
   /** Messages published here while joining, before they could be routed; bounded by maxQueue. */
   #early: Envelope[] = [];
-  /** The bound of what waits here and of the links this hub makes itself (to other threads). */
-  maxQueue: number;
+  /** The bounds of what waits here and of every link of this thread's host (shared with them). */
+  readonly bounds: LinkBounds;
+  /** Links over their high-water mark, until they drain. */
+  readonly #pressure = new PressureWatch((link) => warnSlowConsumer(link));
+  /** What the publish under way met: links that dropped it, and whether one is over its high-water mark. */
+  #outcome = { drops: 0, pressured: false };
   /** Whether the upstream hub said hello since the upstream link was made (see #onHello). */
   #welcomed = false;
   /** A thread's: whether its main thread, still joining its parent, asked for everything. */
   #upstreamWantsAll = false;
+  /**
+   * A cluster worker's: whether its primary never answered its hello (it runs no roar): it
+   * routes as a root would until a hello comes, rather than send everything up for ever.
+   */
+  #upstreamSilent = false;
   /** Called when the link to the upstream hub is lost and this hub must join again. */
   onUpstreamLost: (() => void) | undefined;
   /** A worker thread's hub: it holds what it publishes until its main thread has welcomed it. */
@@ -120,17 +142,16 @@ export class Hub implements LinkHandler {
   /** This thread's links to the other threads of its process, and its doorbell. */
   readonly mesh = new ThreadMesh();
   #closed = false;
-  #flushesUnderWay = 0;
-  #keepAlive: NodeJS.Timeout | undefined;
 
   /** The dispatchers this hub serves: its thread's, or those of an isolated host. */
   readonly #dispatchers: ThreadDispatchers;
 
-  constructor({ dispatchers, expectsUpstream, isThread, maxQueue }: { dispatchers: ThreadDispatchers; expectsUpstream: boolean; isThread: boolean; maxQueue: number }) {
+  constructor({ dispatchers, expectsUpstream, isThread, bounds }: { dispatchers: ThreadDispatchers; expectsUpstream: boolean; isThread: boolean; bounds: LinkBounds }) {
     this.#dispatchers = dispatchers;
     this.#expectsUpstream = expectsUpstream;
     this.#isThread = isThread;
-    this.maxQueue = maxQueue;
+    this.bounds = bounds;
+    this.#reporter = isThread ? undefined : new DropReporter(() => this.counters(), (totals) => this.#upstream?.sendControl(["d", totals]));
     this.#updateForwardAll();
   }
 
@@ -155,8 +176,31 @@ export class Hub implements LinkHandler {
     this.#early = [];
     this.#greetThreadsAgain();
     const waiting = this.#waitingForUpstream;
-    this.#waitingForUpstream = [];
-    for (const flush of waiting) this.#runSync(flush.resolve);
+    this.#waitingForUpstream = new Waiters();
+    for (const requester of waiting.requesters()) this.#rounds.sync(undefined, 0, requester);
+  }
+
+  /** The bounds changed (a later `startRelay()`): this main thread's threads learn them. */
+  boundsChanged(): void {
+    if (!this.#isThread) this.#greetThreadsAgain();
+  }
+
+  /**
+   * The upstream hub has not said hello in the time a running relay answers (a cluster
+   * primary that never loads roar): stop sending everything up and route as a root. A hello
+   * that comes later welcomes this hub as usual.
+   * @returns `false` when the upstream hub did say hello
+   */
+  upstreamIsSilent(): boolean {
+    if (this.#upstream === undefined || this.#welcomed || this.#upstreamSilent || this.#closed) return false;
+    this.#upstreamSilent = true;
+    this.#updateForwardAll();
+    this.#early = [];
+    this.#greetThreadsAgain();
+    const requesters = [...this.#flushUp.takeAll(), ...this.#waitingForUpstream.requesters()];
+    this.#waitingForUpstream = new Waiters();
+    for (const requester of requesters) this.#rounds.sync(undefined, 0, requester);
+    return true;
   }
 
   /** Whether this hub has a link towards a root above it. */
@@ -174,6 +218,7 @@ export class Hub implements LinkHandler {
   /** Counters summed over every link this hub has had. */
   counters(): HubCounters {
     const total = { ...this.#hubCounters };
+    this.#reports.addTo(total);
     for (const link of this.#links) {
       addCounters(total, link.counters);
       if (link.farDrops !== undefined) total.droppedQueueFull += this.#unfoldedDrops(link.farDrops);
@@ -215,6 +260,7 @@ export class Hub implements LinkHandler {
       const early = this.#early;
       this.#early = [];
       for (const envelope of early) this.#send(link, envelope);
+      this.#reporter?.start();
       this.#sendWaitingFlushes();
     }
     debug("[%s] link %d (%s%s) added", this.node, link.id, link.kind, upstream ? ", upstream" : "");
@@ -222,13 +268,13 @@ export class Hub implements LinkHandler {
 
   /** Whether this hub waits for its upstream hub's hello (or for an upstream at all). */
   get #joining(): boolean {
-    return this.#expectsUpstream && !this.#welcomed;
+    return this.#expectsUpstream && !this.#welcomed && !this.#upstreamSilent;
   }
 
   #sendWaitingFlushes(): void {
     const waiting = this.#waitingForUpstream;
-    this.#waitingForUpstream = [];
-    for (const flush of waiting) this.#sendFlush(flush);
+    this.#waitingForUpstream = new Waiters();
+    for (const requester of waiting.requesters()) this.#flushUp.request(requester);
   }
 
   /**
@@ -253,8 +299,10 @@ export class Hub implements LinkHandler {
     this.#updateForwardAll();
     for (const link of [...this.#links]) link.close();
     const error = new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed");
-    for (const flush of this.#waitingForUpstream) flush.reject(error);
-    this.#waitingForUpstream = [];
+    for (const local of this.#waitingForUpstream.locals) local.fail(error);
+    this.#waitingForUpstream = new Waiters();
+    this.#rounds.close();
+    this.#reporter?.stop();
   }
 
   // ---- the local side (called through the thread's Beyond) ----
@@ -269,49 +317,108 @@ export class Hub implements LinkHandler {
     }
   }
 
-  /** Sends a message published in this thread to the links that want it. */
-  forwardLocal(scope: Scope, topic: Topic, value: unknown): void {
+  /**
+   * Sends a message published in this thread to the links that want it.
+   * @param strict - refuse it whole, before anything is sent, when a link it goes to is full
+   * @returns what it met on the way (see {@link ForwardOutcome})
+   * @throws {@link RoarError} `ERR_ROAR_QUEUE_FULL` when `strict` and a link is full
+   */
+  forwardLocal(scope: Scope, topic: Topic, value: unknown, strict: boolean): ForwardOutcome {
     const holders = this.#holders.get(scope)?.get(topic);
+    if (strict && holders !== undefined) this.#assertRoom(scope, topic, holders);
+    const outcome = this.#outcome;
+    outcome.drops = 0;
+    outcome.pressured = false;
     if (this.#dispatchers.forwardAll) {
       const envelope = Envelope.ofValue(scope, topic, value);
       if (this.#isThread && !this.#welcomed) {
         // A joining thread waits for its main thread's welcome, which brings what lies beyond
         // and its direct links to the other threads; then it routes what waited.
         this.#hold(envelope);
-        return;
+        return outcome;
       }
       // A joining process sends everything up, and so does a thread whose main thread asked
       // for everything while it joins its parent: the hubs above know who wants what.
       this.#upWhileJoining(envelope, holders);
       if (holders !== undefined) this.#route(envelope, holders, undefined);
-      return;
+      return outcome;
     }
-    if (holders === undefined) return;
-    this.#route(Envelope.ofValue(scope, topic, value), holders, undefined);
+    if (holders !== undefined) this.#route(Envelope.ofValue(scope, topic, value), holders, undefined);
+    return outcome;
+  }
+
+  /** Throws ERR_ROAR_QUEUE_FULL if a link a publish on (scope, topic) goes to is full. */
+  #assertRoom(scope: Scope, topic: Topic, holders: readonly Link[]): void {
+    for (const link of holders) {
+      if (!link.isFull) continue;
+      throw new RoarError(
+        "ERR_ROAR_QUEUE_FULL",
+        `cannot publish on topic ${JSON.stringify(topic)} in scope ${JSON.stringify(scope)}: ${link.label} holds ` +
+          `${link.messagesHeld} messages (${link.bytesHeld} bytes) not yet taken in, its bound (maxQueue ${this.bounds.maxQueue}, ` +
+          `maxQueueBytes ${this.bounds.maxQueueBytes}); nothing was sent. Wait for \`router.drained()\` and publish again.`,
+      );
+    }
+  }
+
+  /** Resolves once no link of this thread is over its high-water mark (see {@link PressureWatch.drained}). */
+  drained(): Promise<void> {
+    return this.#pressure.drained();
   }
 
   #hold(envelope: Envelope): void {
-    if (this.#early.length < this.maxQueue) this.#early.push(envelope);
-    else countQueueFull(this.#hubCounters, 1);
+    if (this.#early.length < this.bounds.maxQueue) this.#early.push(envelope);
+    else {
+      countQueueFull(this.#hubCounters, 1);
+      this.#outcome.drops++;
+    }
   }
 
-  /** Resolves once all that this thread sent so far has reached the root, and the root synced. */
-  flush(): Promise<void> {
-    const flushed = new Promise<void>((resolve, reject) => {
-      const flush: PendingFlush = { resolve, reject };
-      // A joining thread sends its flush after what it held back, once welcomed.
-      if (this.#upstream !== undefined && !(this.#isThread && !this.#welcomed)) this.#sendFlush(flush);
-      else if (this.#expectsUpstream) this.#waitingForUpstream.push(flush);
-      else this.#runSync(resolve);
+  /**
+   * Resolves once all that this thread sent so far has reached the root, and the root synced;
+   * rejects with ERR_ROAR_TIMEOUT after `timeout` ms, or when the root's sync timed out,
+   * naming what did not answer.
+   */
+  flush(timeout = DEFAULT_FLUSH_TIMEOUT_MS): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      // Links never keep a thread alive, but a program awaiting a flush expects an answer:
+      // this timer holds the event loop open until it comes, or until it gives up.
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() did not complete within ${timeout} ms: ${this.#whoDelays()} did not answer`));
+      }, timeout);
+      this.#request({
+        settle: (missing) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (missing.length === 0) resolve();
+          else reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() could not complete: ${missing.join(", ")} did not answer within ${SYNC_TIMEOUT_MS} ms`));
+        },
+        fail: (error) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
     });
-    // Links never keep a thread alive, but a program awaiting a flush expects an answer: hold
-    // the event loop open until it comes.
-    if (this.#flushesUnderWay++ === 0) this.#keepAlive = setInterval(() => undefined, 2 ** 30);
-    const settled = (): void => {
-      if (--this.#flushesUnderWay === 0) clearInterval(this.#keepAlive);
-    };
-    flushed.then(settled, settled);
-    return flushed;
+  }
+
+  /** Asks for a flush: of the upstream hub, or, at the root, of a sync round here. */
+  #request(requester: Requester): void {
+    // A joining thread sends its flush after what it held back, once welcomed.
+    if (this.#upstreamSilent) this.#rounds.sync(undefined, 0, requester);
+    else if (this.#upstream !== undefined && !(this.#isThread && !this.#welcomed)) this.#flushUp.request(requester);
+    else if (this.#expectsUpstream) this.#waitingForUpstream.add(requester);
+    else this.#rounds.sync(undefined, 0, requester);
+  }
+
+  /** What a flush that timed out waited for, in words. */
+  #whoDelays(): string {
+    if (this.#upstream !== undefined) return this.#upstream.label;
+    if (this.#expectsUpstream) return this.#isThread ? "the main thread's relay (none is running)" : "the parent process's relay (not linked yet)";
+    return "this host's links";
   }
 
   // ---- the link side ----
@@ -326,21 +433,29 @@ export class Hub implements LinkHandler {
       case "i":
         return this.#setLinkInterest(link, frame[1], frame[2], frame[3] === 1);
       case "h":
+        // A thread's links are bounded as its process's main thread says (startRelay's options).
+        if (this.#isThread && link === this.#upstream && frame[6] !== undefined) [this.bounds.maxQueue, this.bounds.maxQueueBytes] = frame[6];
         return this.#onHello(link, frame[3], frame[4], frame[5] === 1);
       case "f":
-        return this.#onFlushRequest(link, frame[1]);
-      case "F": {
-        if (link !== this.#upstream) return;
-        const flush = this.#flushes.get(frame[1]);
-        this.#flushes.delete(frame[1]);
-        return flush?.resolve();
-      }
+        // A flush from below; the upstream hub never asks this one for a flush.
+        if (link !== this.#upstream) this.#request({ link, id: frame[1], answer: "F" });
+        return;
+      case "F":
+        if (link === this.#upstream) this.#flushUp.answered(frame[1], frame[2] ?? []);
+        return;
       case "s":
-        // A sync comes from the root of this host, or from another host (which ran its own).
-        if (link === this.#upstream || isHost(link) || link.kind === "bus") this.#runSync(() => link.sendControl(["S", frame[1]]), link, isHost(link) ? (frame[2] ?? 0) + 1 : 0);
+        // A sync comes from the root of this host, or from another host (which ran its own,
+        // and has its own idea of whom this one must reach: its rounds are its own).
+        if (link === this.#upstream) this.#rounds.sync(undefined, 0, { link, id: frame[1], answer: "S" });
+        else if (isHost(link) || link.kind === "bus") this.#rounds.sync(link, isHost(link) ? (frame[2] ?? 0) + 1 : 0, { link, id: frame[1], answer: "S" });
         return;
       case "S":
-        return this.#syncAnswered(frame[1], link);
+        return this.#rounds.answered(frame[1], link, frame[2] ?? []);
+      case "d":
+        // Drop reports come from processes below only (threads share a counter instead).
+        if (link === this.#upstream || link.kind !== "process") link.counters.droppedMalformed++;
+        else this.#reports.take(link, frame[1]);
+        return;
       case "p":
         return this.#onPeer(link, frame);
       case "b":
@@ -359,7 +474,7 @@ export class Hub implements LinkHandler {
   /** A host link's connection dropped: it is kept (with its interest) but not waited for. */
   hostAway(link: HostLink): void {
     link.greeted = false;
-    for (const [id] of this.#syncs) this.#syncAnswered(id, link);
+    this.#rounds.linkGone(link);
   }
 
   /**
@@ -371,7 +486,7 @@ export class Hub implements LinkHandler {
     if (!this.#links.has(link)) return;
     this.#sayHello(link, 0);
     link.sendControl(["n", this.#hostNodes()]);
-    for (const [id, sync] of this.#syncs) if (sync.waiting.has(link)) link.sendControl(Hub.#syncFrame(link, id, sync.hops));
+    this.#rounds.resendTo(link);
   }
 
   /**
@@ -391,8 +506,14 @@ export class Hub implements LinkHandler {
   }
 
   /** @internal LinkHandler */
+  onPressure(link: Link, dropped: boolean): void {
+    this.#pressure.watch(link, dropped);
+  }
+
+  /** @internal LinkHandler */
   onClose(link: Link): void {
     if (!this.#links.delete(link)) return;
+    this.#pressure.forget(link);
     this.mesh.untrack(link);
     addCounters(this.#hubCounters, link.counters);
     if (link.farDrops !== undefined) {
@@ -433,7 +554,8 @@ export class Hub implements LinkHandler {
   /** Drops what `link`'s far side wanted, and stops waiting for it in every sync. */
   #forget(link: Link): void {
     for (const [scope, topic] of this.#interestOf(link)) this.#setLinkInterest(link, scope, topic, false);
-    for (const [id] of this.#syncs) this.#syncAnswered(id, link);
+    this.#rounds.linkGone(link);
+    this.#reports.settle(link);
   }
 
   /**
@@ -443,18 +565,21 @@ export class Hub implements LinkHandler {
    * its direct links, which its main thread makes anew when it joins again.
    */
   #upstreamLost(): void {
-    if (this.#closed) {
-      const error = new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed");
-      for (const flush of this.#flushes.values()) flush.reject(error);
-    } else if (!this.#welcomed) {
-      this.#waitingForUpstream.push(...this.#flushes.values());
-    } else {
-      const error = new RoarError("ERR_ROAR_CLOSED", "the parent relay closed before the flush completed");
-      for (const flush of this.#flushes.values()) flush.reject(error);
+    const error = this.#closed
+      ? new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed")
+      : this.#welcomed
+        ? new RoarError("ERR_ROAR_CLOSED", "the parent relay closed before the flush completed")
+        : undefined;
+    for (const requester of this.#flushUp.takeAll()) {
+      // Requests from links below wait for the next upstream (they time out where they were
+      // made); this thread's own fail, unless the upstream never took them in.
+      if (error !== undefined && !("link" in requester)) requester.fail(error);
+      else if (!this.#closed) this.#waitingForUpstream.add(requester);
     }
-    this.#flushes.clear();
+    this.#reporter?.stop();
     this.#welcomed = false;
     this.#upstreamWantsAll = false;
+    this.#upstreamSilent = false;
     this.#updateForwardAll();
     if (this.#closed) return;
     if (this.#isThread) {
@@ -559,12 +684,12 @@ export class Hub implements LinkHandler {
         this.#hubCounters.droppedLooped++;
         return true;
       }
-      if (link.dropIfFull()) return true;
+      if (this.#dropped(link)) return true;
       link.sendMessage(["m", envelope.scope, envelope.topic, envelope.encoded, envelope.hops]);
       return true;
     }
     // A neighbour that is too far behind costs no encoding or clone: the message is dropped first.
-    if (link.dropIfFull()) return true;
+    if (this.#dropped(link)) return true;
     try {
       link.sendMessage(["m", envelope.scope, envelope.topic, link.kind === "thread" ? envelope.value : envelope.encoded]);
       return true;
@@ -573,6 +698,14 @@ export class Hub implements LinkHandler {
       debug("[%s] undecodable payload not sent on link %d: %o", this.node, link.id, error);
       return false;
     }
+  }
+
+  /** Whether `link` is full and dropped a message; notes what the publish under way met. */
+  #dropped(link: Link): boolean {
+    const dropped = link.dropIfFull();
+    if (dropped) this.#outcome.drops++;
+    if (link.watched) this.#outcome.pressured = true;
+    return dropped;
   }
 
   #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[], wantsAll: boolean): void {
@@ -588,6 +721,7 @@ export class Hub implements LinkHandler {
     const welcome = link === this.#upstream && !this.#welcomed;
     if (link === this.#upstream) {
       this.#welcomed = true;
+      this.#upstreamSilent = false;
       this.#upstreamWantsAll = this.#isThread && wantsAll;
       this.#updateForwardAll();
     }
@@ -620,7 +754,7 @@ export class Hub implements LinkHandler {
     }
     if (link === this.#upstream) {
       // Flushes sent before the upstream hub listened may be lost: send them again.
-      for (const [id] of this.#flushes) link.sendControl(["f", id]);
+      this.#flushUp.resend();
     }
   }
 
@@ -638,7 +772,7 @@ export class Hub implements LinkHandler {
       frame[2].close();
       return;
     }
-    const peer = ThreadMesh.accept(frame, this.maxQueue);
+    const peer = ThreadMesh.accept(frame, this.bounds);
     this.addLink(peer);
     for (const [scope, topic] of frame[4]) this.#setLinkInterest(peer, scope, topic, true);
   }
@@ -654,7 +788,12 @@ export class Hub implements LinkHandler {
       }
     }
     // A process still joining cannot yet say what lies beyond it: it asks its threads for all.
-    link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, link.kind === "thread" && !this.#isThread && this.#joining ? 1 : 0]);
+    const wantsAll = link.kind === "thread" && !this.#isThread && this.#joining ? 1 : 0;
+    if (link.kind === "thread" && !this.#isThread) {
+      link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, wantsAll, [this.bounds.maxQueue, this.bounds.maxQueueBytes]]);
+    } else {
+      link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, wantsAll]);
+    }
   }
 
   #holdersOf(scope: Scope, topic: Topic): readonly Link[] {
@@ -713,27 +852,13 @@ export class Hub implements LinkHandler {
     }
   }
 
-  #sendFlush(flush: PendingFlush): void {
-    const id = this.#nextId++;
-    this.#flushes.set(id, flush);
-    (this.#upstream as Link).sendControl(["f", id]);
-  }
-
-  #onFlushRequest(from: Link, id: number): void {
-    const answer = (): void => from.sendControl(["F", id]);
-    if (from === this.#upstream) return;
-    const flush: PendingFlush = { resolve: answer, reject: () => undefined };
-    if (this.#upstream !== undefined) this.#sendFlush(flush);
-    else if (this.#expectsUpstream) this.#waitingForUpstream.push(flush);
-    else this.#runSync(answer);
-  }
-
   /**
-   * Sends a sync down every process link but the upstream one, and to every other host that
-   * `from` does not reach itself; `done` runs when all answered.
+   * The links a sync round asked for by `from` (another host, or `undefined`: this hub or a
+   * link below it) waits for: every process link but the upstream one, and every host that
+   * `from` does not reach itself.
    */
-  #runSync(done: () => void, from?: Link, hops = 0): void {
-    const waiting = new Set<Link>();
+  #syncTargets(from: Link | undefined, hops: number): Link[] {
+    const targets: Link[] = [];
     // A process that has not said hello has no roar state to sync (it may never load roar);
     // when it does say hello, the answer carries everything, this sync's interest included.
     // A host runs roar (it shook hands): it is waited for unless it is away.
@@ -741,28 +866,30 @@ export class Hub implements LinkHandler {
       if (link.kind === "thread" || link === this.#upstream || link === from) continue;
       if (isHost(link) ? link.connection === undefined || hops >= MAX_HOST_HOPS : !link.greeted) continue;
       if (from !== undefined && Hub.#reachedDirectly(from, link)) continue;
-      waiting.add(link);
+      targets.push(link);
     }
-    if (waiting.size === 0) {
-      queueMicrotask(done);
-      return;
-    }
-    const id = this.#nextId++;
-    this.#syncs.set(id, { waiting, done, hops });
-    for (const link of waiting) link.sendControl(Hub.#syncFrame(link, id, hops));
+    return targets;
   }
+}
 
-  /** A sync request for `link`: towards another host, with the host links it crossed so far. */
-  static #syncFrame(link: Link, id: number, hops: number): Frame {
-    return isHost(link) && hops !== 0 ? ["s", id, hops] : ["s", id];
-  }
+/**
+ * What a publish met beyond its thread: how many links dropped it (they were full), and
+ * whether a link it went to is over its high-water mark. The object is reused by every publish.
+ */
+export interface ForwardOutcome {
+  drops: number;
+  pressured: boolean;
+}
 
-  #syncAnswered(id: number, link: Link): void {
-    const sync = this.#syncs.get(id);
-    if (sync === undefined || !sync.waiting.delete(link) || sync.waiting.size !== 0) return;
-    this.#syncs.delete(id);
-    sync.done();
-  }
+/** Warns, once per episode, that messages for `link` are being dropped. */
+function warnSlowConsumer(link: Link): void {
+  const { maxQueue, maxQueueBytes } = link.bounds;
+  process.emitWarning(
+    `roar: slow consumer: ${link.label} holds ${link.messagesHeld} messages (${link.bytesHeld} bytes) it has not taken in, ` +
+      `the link's bound (maxQueue ${maxQueue}, maxQueueBytes ${maxQueueBytes}): messages for it are dropped and counted ` +
+      "in dropped.queueFull until it catches up. A publisher can wait for `router.drained()` when `publish()` returns false.",
+    { type: "RoarWarning", code: "ERR_ROAR_SLOW_CONSUMER" },
+  );
 }
 
 function isHost(link: Link): link is HostLink {

@@ -23,6 +23,7 @@ export { MAX_DEPTH } from "./sendable.js";
 export type {
   Handler,
   HandlerErrorInfo,
+  FlushOptions,
   NextOptions,
   ReceiveResult,
   RouterOptions,

@@ -9,7 +9,7 @@ import { RoarError } from "./errors.js";
 import type { RelayHost } from "./host.js";
 import { HostSessions } from "./host-sessions.js";
 import { Hub } from "./hub.js";
-import { DEFAULT_MAX_QUEUE } from "./links/link.js";
+import { defaultBounds } from "./links/link.js";
 import { relayOf, type Relay, type RelayOptions } from "./relay.js";
 import { Router } from "./router.js";
 import type { RouterOptions } from "./types.js";
@@ -35,22 +35,18 @@ export class Host implements AsyncDisposable {
   /** @internal Use {@link createHost}. */
   constructor() {
     const dispatchers = this.#dispatchers;
-    const hub = new Hub({ dispatchers, expectsUpstream: false, isThread: false, maxQueue: DEFAULT_MAX_QUEUE });
+    const hub = new Hub({ dispatchers, expectsUpstream: false, isThread: false, bounds: defaultBounds() });
     dispatchers.beyond = {
       interestChanged: (scope, topic) => hub.localInterestChanged(scope, topic),
-      forward: (scope, topic, message) => hub.forwardLocal(scope, topic, message),
-      flush: () => hub.flush(),
+      forward: (scope, topic, message, strict) => hub.forwardLocal(scope, topic, message, strict),
+      drained: () => hub.drained(),
+      flush: (timeout) => hub.flush(timeout),
     };
-    const sessions = new HostSessions(hub, () => hub.maxQueue);
+    const sessions = new HostSessions(hub);
     this.#core = {
       hub,
       sessions,
-      get maxQueue() {
-        return hub.maxQueue;
-      },
-      set maxQueue(maxQueue: number) {
-        hub.maxQueue = maxQueue;
-      },
+      bounds: hub.bounds,
       notRoot: undefined,
       attach(_child: ChildProcess): void {
         throw new RoarError("ERR_ROAR_UNSUPPORTED", "a Host made with createHost() links to other hosts only, not to child processes");

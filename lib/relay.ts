@@ -12,12 +12,21 @@ import { assertOptions } from "./validate.js";
 /** Options of {@link startRelay}. */
 export interface RelayOptions {
   /**
-   * How many messages each link may have sent and not yet taken in by the far side before
-   * further messages to it are dropped (and counted in `dropped.queueFull`): the bound that
-   * keeps a stalled worker from growing this process's memory. An integer ≥ 1.
+   * How many messages each link of this process may hold for its neighbour — in its outbox and
+   * in the channel (a pipe's queue in user space, a port's unread messages, a host's messages
+   * not yet acknowledged) — before further messages to it are dropped and counted in
+   * `dropped.queueFull`: the bound that keeps a stalled worker from growing this process's
+   * memory. What the kernel or the neighbour took does not count. An integer ≥ 1; it applies
+   * to links made before the call too.
    * @defaultValue 65536
    */
   maxQueue?: number;
+  /**
+   * The same bound in bytes of encoded payloads (values between threads of a process are not
+   * encoded and count as messages only). An integer ≥ 1.
+   * @defaultValue 67108864 (64 MiB)
+   */
+  maxQueueBytes?: number;
   /**
    * Transports that link this host to others (see {@link Transport}); started before the
    * returned promise resolves. Only a host's root process (its cluster primary, or a lone
@@ -40,17 +49,25 @@ export interface RelayStats {
   sent: number;
   /** Messages received over links. */
   received: number;
-  /** Messages or frames lost, by reason. */
+  /**
+   * Messages or frames lost, by reason: here, and — for `queueFull`, `malformed`,
+   * `undecodable` and `unsendable` — in every worker thread of this process and every process
+   * below it (cluster workers and attached children report theirs to their parent, at most
+   * 100 ms later and always before their next flush), so a host's root counts every loss on
+   * the host. Each loss is counted once, where it happened.
+   */
   dropped: {
     /**
-     * Not sent because the far side had `maxQueue` messages not yet taken in — by this thread's
-     * links, and by those of every worker thread of this process (to it and to each other).
+     * Not sent on a link that held its bound (`maxQueue` messages or `maxQueueBytes` bytes)
+     * for a neighbour that did not take them in: a slow or stopped consumer.
      */
     queueFull: number;
     /** Frames from another process that were not well-formed. */
     malformed: number;
     /** Payloads from another process that could not be decoded. */
     undecodable: number;
+    /** Messages a thread port refused to carry (a value structured clone refuses; `publish` refuses those first). */
+    unsendable: number;
     /** Messages larger than the host they were for accepts, and frames larger than this host accepts. */
     oversized: number;
     /** Connections from other hosts refused for a wrong or missing token. */
@@ -127,6 +144,7 @@ export class Relay implements AsyncDisposable {
         queueFull: counters.droppedQueueFull,
         malformed: counters.droppedMalformed + sessions.counters.malformed,
         undecodable: counters.droppedUndecodable,
+        unsendable: counters.droppedUnsendable,
         oversized: counters.droppedOversized + sessions.counters.oversized,
         unauthenticated: sessions.counters.unauthenticated,
         disconnected: counters.droppedDisconnected,
@@ -191,10 +209,12 @@ export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
 
 /** @internal The relay of `host`, made on first use, with `options` applied (checked first). */
 export function relayOf(host: RelayHost, options: RelayOptions, onClose: (host: RelayHost) => void): Relay {
-  assertOptions(options, "options", ["maxQueue", "transports"]);
-  const { maxQueue, transports } = options as RelayOptions;
-  if (maxQueue !== undefined && !(Number.isSafeInteger(maxQueue) && maxQueue >= 1)) {
-    throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.maxQueue\` must be an integer ≥ 1, got ${describe(maxQueue)}`);
+  assertOptions(options, "options", ["maxQueue", "maxQueueBytes", "transports"]);
+  const { maxQueue, maxQueueBytes, transports } = options as RelayOptions;
+  for (const [name, value] of [["maxQueue", maxQueue], ["maxQueueBytes", maxQueueBytes]] as const) {
+    if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
+      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.${name}\` must be an integer ≥ 1, got ${describe(value)}`);
+    }
   }
   if (transports !== undefined && !(Array.isArray(transports) && transports.every(isTransport))) {
     throw new RoarError(
@@ -202,7 +222,9 @@ export function relayOf(host: RelayHost, options: RelayOptions, onClose: (host: 
       `\`options.transports\` must be an array of transports (objects with \`start\` and \`close\` methods), got ${describe(transports)}`,
     );
   }
-  if (maxQueue !== undefined) host.maxQueue = maxQueue;
+  if (maxQueue !== undefined) host.bounds.maxQueue = maxQueue;
+  if (maxQueueBytes !== undefined) host.bounds.maxQueueBytes = maxQueueBytes;
+  if (maxQueue !== undefined || maxQueueBytes !== undefined) host.hub.boundsChanged();
   let relay = relays.get(host);
   if (relay === undefined) relays.set(host, (relay = new Relay(host, () => onClose(host))));
   return relay;

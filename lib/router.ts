@@ -8,7 +8,7 @@ import { threadDispatchers, type Dispatcher, type ThreadDispatchers } from "./di
 import { RoarError, describe } from "./errors.js";
 import { assertSendable } from "./sendable.js";
 import { CallbackSubscriber, Subscription, type Subscriber, type SubscriptionOwner } from "./subscription.js";
-import type { Handler, HandlerErrorInfo, RouterOptions, RouterStats, Scope, SubscribeOptions, Topic, Unsubscribe } from "./types.js";
+import type { FlushOptions, Handler, HandlerErrorInfo, RouterOptions, RouterStats, Scope, SubscribeOptions, Topic, Unsubscribe } from "./types.js";
 import { assertCapacity, assertFunction, assertOptions, assertScope, assertTopic } from "./validate.js";
 
 /** @internal Runs when a router is made, so the thread can join its host (set by the package entry). */
@@ -40,13 +40,20 @@ export class Router implements Disposable {
   #published = 0;
   #delivered = 0;
   #overflow = 0;
+  #queueFull = 0;
+  /** Whether a publish that finds a full link is refused (`whenFull: "throw"`) rather than dropped there. */
+  readonly #strict: boolean;
 
   /** @internal Use {@link createRouter} (or `Host.createRouter`, which passes its own dispatchers). */
   constructor(options: RouterOptions, dispatchers: ThreadDispatchers = threadDispatchers) {
-    assertOptions(options, "options", ["scope", "capacity", "onError"]);
+    assertOptions(options, "options", ["scope", "capacity", "onError", "whenFull"]);
     assertScope(options.scope);
     assertCapacity(options.capacity);
     assertFunction(options.onError, "onError", true);
+    if (options.whenFull !== undefined && options.whenFull !== "drop" && options.whenFull !== "throw") {
+      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.whenFull\` must be "drop" or "throw", got ${describe(options.whenFull)}`);
+    }
+    this.#strict = options.whenFull === "throw";
     this.scope = options.scope;
     this.capacity = options.capacity;
     this.#onError = options.onError;
@@ -131,20 +138,48 @@ export class Router implements Disposable {
    * a copy. A message may hold what superjson and structured clone both carry unchanged
    * (see the README); anything else is refused here, wherever the subscribers are.
    *
-   * @throws {@link RoarError} `ERR_ROAR_INVALID_TOPIC`, `ERR_ROAR_UNSERIALIZABLE`, or
-   * `ERR_ROAR_CLOSED` after {@link Router.close}.
+   * Like `stream.write()`, it returns `false` when a link the message took (to another
+   * thread, process or host) holds half its bound or more, or had to drop it: a producer that
+   * must not lose messages then waits for {@link Router.drained} before it publishes more.
+   * Nothing requires waiting: a link that fills up drops messages for its slow consumer only,
+   * and counts them.
+   *
+   * @returns `false` when the publisher should wait for {@link Router.drained}
+   * @throws {@link RoarError} `ERR_ROAR_INVALID_TOPIC`, `ERR_ROAR_UNSERIALIZABLE`,
+   * `ERR_ROAR_QUEUE_FULL` (only with `whenFull: "throw"`), or `ERR_ROAR_CLOSED` after
+   * {@link Router.close}.
    *
    * @example
    * ```ts
-   * router.publish("events", { kind: "signup", at: new Date() });
+   * for (const event of events) {
+   *   if (!router.publish("events", event)) await router.drained();
+   * }
    * ```
    */
-  publish(topic: Topic, message: unknown): void {
+  publish(topic: Topic, message: unknown): boolean {
     if (this.#closed) this.#assertOpen("publish");
     assertTopic(topic);
     assertSendable(message);
+    const outcome = this.#dispatcher.publish(topic, message, this.#strict);
     this.#published++;
-    this.#dispatcher.publish(topic, message);
+    if (outcome === undefined) return true;
+    this.#queueFull += outcome.drops;
+    return outcome.drops === 0 && !outcome.pressured;
+  }
+
+  /**
+   * Resolves once no link of this thread towards other threads, processes or hosts is over
+   * its high-water mark — or once those still over it are stuck (a stopped process, a slow
+   * consumer already dropping), which a producer must not wait for. Resolves at once when
+   * `publish` would return `true`. Like a stream's `'drain'` event.
+   *
+   * @example
+   * ```ts
+   * if (!router.publish("events", event)) await router.drained();
+   * ```
+   */
+  drained(): Promise<void> {
+    return this.#dispatchers.beyond?.drained() ?? Promise.resolve();
   }
 
   /**
@@ -152,19 +187,28 @@ export class Router implements Disposable {
    * the host's root relay: a publish made anywhere on the host afterwards reaches this
    * router's subscriptions. In a thread that is alone, it resolves at once.
    *
+   * It never waits for ever: a process or host that does not answer within 5 s (a stopped or
+   * dead one) makes it reject with `ERR_ROAR_TIMEOUT` naming it, and so does `timeout`.
+   *
+   * @throws {@link RoarError} `ERR_ROAR_INVALID_OPTION` for a bad `timeout`.
    * @example
    * ```ts
    * const sub = router.subscribe("events");
    * await router.flush(); // now publishes from any worker reach `sub`
    * ```
    */
-  flush(): Promise<void> {
-    return this.#dispatchers.beyond?.flush() ?? Promise.resolve();
+  flush(options: FlushOptions = {}): Promise<void> {
+    assertOptions(options, "options", ["timeout"]);
+    const { timeout } = options as FlushOptions;
+    if (timeout !== undefined && !(typeof timeout === "number" && timeout >= 0 && timeout <= 2 ** 31 - 1)) {
+      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.timeout\` must be a number of milliseconds from 0 to ${2 ** 31 - 1}, got ${describe(timeout)}`);
+    }
+    return this.#dispatchers.beyond?.flush(timeout) ?? Promise.resolve();
   }
 
   /** Counters of this router: published, delivered, and dropped by reason. */
   stats(): RouterStats {
-    return { published: this.#published, delivered: this.#delivered, dropped: { overflow: this.#overflow } };
+    return { published: this.#published, delivered: this.#delivered, dropped: { overflow: this.#overflow, queueFull: this.#queueFull } };
   }
 
   /**

@@ -9,7 +9,7 @@
  * anything waits for it at all, however many threads there are.
  */
 import { MessageChannel } from "node:worker_threads";
-import type { Link } from "./links/link.js";
+import type { Link, LinkBounds } from "./links/link.js";
 import { createDoorbell, createPortCounters, PortLink } from "./links/port-link.js";
 import type { InterestKey, PeerFrame } from "./wire/frames.js";
 
@@ -68,9 +68,9 @@ export class ThreadMesh {
   }
 
   /** In a worker thread: the link a peer frame hands over. */
-  static accept(frame: PeerFrame, maxQueue: number): PortLink {
+  static accept(frame: PeerFrame, bounds: LinkBounds): PortLink {
     const [, side, port, counters, , doorbell] = frame;
-    return new PortLink(port, counters, side, maxQueue, doorbell);
+    return new PortLink(port, counters, side, bounds, "another worker thread of this process", doorbell);
   }
 }
 

@@ -30,12 +30,31 @@ export interface RouterOptions {
    * @defaultValue reports through `process.emitWarning`, so nothing is swallowed silently.
    */
   onError?: (error: unknown, info: HandlerErrorInfo) => void;
+  /**
+   * What `publish` does when a link its message must take (to another thread, process or
+   * host) holds its bound (see `RelayOptions.maxQueue`): `"drop"` drops the message for that
+   * link and counts it in `dropped.queueFull`, as a slow consumer's messages are; `"throw"`
+   * refuses the whole publish with `ERR_ROAR_QUEUE_FULL` before anything is delivered, so
+   * the caller can wait for {@link Router.drained} and publish again.
+   * @defaultValue "drop"
+   */
+  whenFull?: "drop" | "throw";
 }
 
 /** Options of {@link Router.subscribe}. */
 export interface SubscribeOptions {
   /** This subscription's buffer size in messages, an integer ≥ 1. @defaultValue the router's `capacity` */
   capacity?: number;
+}
+
+/** Options of {@link Router.flush}. */
+export interface FlushOptions {
+  /**
+   * Reject with `ERR_ROAR_TIMEOUT`, naming what did not answer, after this many milliseconds.
+   * A process or host that does not answer a sync within 5 s is named sooner, in the same way.
+   * @defaultValue 10000
+   */
+  timeout?: number | undefined;
 }
 
 /** Options of {@link Subscription.next}. */
@@ -46,8 +65,11 @@ export interface NextOptions {
   signal?: AbortSignal;
 }
 
-/** A handler registered with {@link Router.on}. A returned promise that rejects is reported like a throw. */
-export type Handler<T = unknown> = (message: T) => void | PromiseLike<void>;
+/**
+ * A handler registered with {@link Router.on}. What it returns is ignored, but a returned
+ * promise that rejects is reported like a throw.
+ */
+export type Handler<T = unknown> = (message: T) => unknown;
 
 /** Cancels what {@link Router.on} registered; also `Disposable`, for `using off = router.on(...)`. */
 export type Unsubscribe = (() => void) & Disposable;
@@ -62,5 +84,12 @@ export interface RouterStats {
   dropped: {
     /** Pushed out of a full subscription buffer (the oldest message goes). */
     overflow: number;
+    /**
+     * Not sent on a link of this thread that held its bound, counted once per link: what this
+     * router's publishes lost to slow consumers right here. Drops further on (a cluster
+     * primary's link to a stopped worker) are counted where they happen, and in the host
+     * root's `relay.stats()`.
+     */
+    queueFull: number;
   };
 }

@@ -326,7 +326,11 @@ describe("Dispatcher and what lies beyond the thread", () => {
       // What the hub reads when told: whether the thread now has a subscriber to the topic.
       interestChanged: (scope, topic) =>
         void calls.push({ kind: "interest", scope, topic, detail: threadDispatchers.get(scope)?.hasSubscribers(topic) ?? false }),
-      forward: (scope, topic, message) => void calls.push({ kind: "forward", scope, topic, detail: message }),
+      forward: (scope, topic, message) => {
+        calls.push({ kind: "forward", scope, topic, detail: message });
+        return { drops: 0, pressured: false };
+      },
+      drained: () => Promise.resolve(),
       flush: () => Promise.resolve(),
     };
   }

@@ -1,5 +1,5 @@
 /** Helpers shared by the unit specs. */
-import { expect } from "@jest/globals";
+import { expect, jest } from "@jest/globals";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { RoarError, type RoarErrorCode } from "../lib/errors.js";
@@ -54,4 +54,18 @@ export function runProgram(code: string, limit = 20_000): Promise<Outcome> {
       resolve({ code: exitCode, signal, stdout, stderr });
     });
   });
+}
+
+/**
+ * Collects the messages of the warnings with `code` that this process emits from now on (under
+ * jest, `process.on("warning")` hears nothing, so `process.emitWarning` is replaced); call the
+ * returned array's `stop()` when done (tests add it to their cleanup).
+ */
+export function collectWarnings(code: string): string[] & { stop(): void } {
+  const messages: string[] = [];
+  const spy = jest.spyOn(process, "emitWarning").mockImplementation(((warning: string | Error, options?: { code?: string } | string) => {
+    const warningCode = typeof options === "object" ? options.code : (warning as { code?: string }).code;
+    if (warningCode === code) messages.push(String(warning instanceof Error ? warning.message : warning));
+  }) as typeof process.emitWarning);
+  return Object.assign(messages, { stop: () => spy.mockRestore() });
 }

@@ -162,7 +162,7 @@ describe("Router.publish", () => {
     expect(sub.size).toBe(0);
     expect(otherSub.size).toBe(0);
     expect(seen).toEqual([]);
-    expect(router.stats()).toEqual({ published: 0, delivered: 0, dropped: { overflow: 0 } });
+    expect(router.stats()).toEqual({ published: 0, delivered: 0, dropped: { overflow: 0, queueFull: 0 } });
     expect(other.stats().delivered).toBe(0);
   });
 
@@ -193,7 +193,7 @@ describe("Router.publish", () => {
 
 describe("Router.stats", () => {
   it("starts at zero", () => {
-    expect(makeRouter().stats()).toEqual({ published: 0, delivered: 0, dropped: { overflow: 0 } });
+    expect(makeRouter().stats()).toEqual({ published: 0, delivered: 0, dropped: { overflow: 0, queueFull: 0 } });
   });
 
   it("counts messages published, including those nobody received", () => {
@@ -219,8 +219,8 @@ describe("Router.stats", () => {
     const receiver = makeRouter({ scope });
     receiver.subscribe("t");
     publisher.publish("t", 1);
-    expect(publisher.stats()).toEqual({ published: 1, delivered: 0, dropped: { overflow: 0 } });
-    expect(receiver.stats()).toEqual({ published: 0, delivered: 1, dropped: { overflow: 0 } });
+    expect(publisher.stats()).toEqual({ published: 1, delivered: 0, dropped: { overflow: 0, queueFull: 0 } });
+    expect(receiver.stats()).toEqual({ published: 0, delivered: 1, dropped: { overflow: 0, queueFull: 0 } });
   });
 
   it("counts overflow drops", () => {

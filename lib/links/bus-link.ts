@@ -27,7 +27,7 @@ import type { Frame, InterestKey } from "../wire/frames.js";
 import { PROTOCOL_VERSION } from "../wire/frames.js";
 import { isNode } from "../wire/validate-frame.js";
 import { MAX_NAME_LENGTH } from "../errors.js";
-import { Link } from "./link.js";
+import { Link, type LinkBounds } from "./link.js";
 
 /** How often a host says it is alive, in milliseconds. */
 export const KEEPALIVE_MS = 2000;
@@ -76,8 +76,8 @@ export class BusLink extends Link {
   #busy = false;
   readonly #keepalive: NodeJS.Timeout;
 
-  constructor(bus: BusTransport, node: string, maxQueue: number, events: BusLinkEvents) {
-    super(maxQueue);
+  constructor(bus: BusTransport, node: string, bounds: LinkBounds, events: BusLinkEvents) {
+    super(bounds);
     this.#bus = bus;
     this.#node = node;
     this.#events = events;
@@ -195,8 +195,20 @@ export class BusLink extends Link {
     }
   }
 
+  get label(): string {
+    return "the message broker";
+  }
+
   protected inFlight(): number {
     return this.#busy ? 1 : 0;
+  }
+
+  protected heldMessages(): number {
+    return 0;
+  }
+
+  protected heldBytes(): number {
+    return 0;
   }
 
   protected detach(): void {

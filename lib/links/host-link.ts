@@ -18,8 +18,10 @@
  *    lists (`n`) sent among them, which are kept and resent with them, in their place.
  *  - `["A", received]`: an acknowledgement, sent every {@link ACK_EVERY} messages and
  *    {@link ACK_DELAY_MS} after any message not yet acknowledged. What is acknowledged is no
- *    longer kept for resending; what is kept (unacknowledged plus not yet sent) is the link's
- *    bound, so a host that stops reading cannot grow this process's memory.
+ *    longer kept for resending; what is kept (unacknowledged plus not yet sent) counts against
+ *    the link's bound in bytes, and what waits for a connection in messages too, so a host
+ *    that stops reading cannot grow this process's memory, while one that reads is never
+ *    taken for slow because its acknowledgements are a round trip behind.
  *
  * A frame that is not well-formed breaks the protocol: it is counted, and the connection is
  * closed (the link stays, away, and may resume).
@@ -28,12 +30,17 @@ import type { Connection } from "../transport.js";
 import type { Frame, MessageFrame, NeighboursFrame } from "../wire/frames.js";
 import { isFrame } from "../wire/validate-frame.js";
 import { isEncodedPayload } from "../wire/codec.js";
-import { Link } from "./link.js";
+import { Link, type LinkBounds } from "./link.js";
 
 /** Acknowledge at least every this many messages received. */
 export const ACK_EVERY = 1024;
 /** Acknowledge messages received at most this long, in milliseconds, after the first of them. */
 export const ACK_DELAY_MS = 20;
+/**
+ * What a kept message costs beyond its payload (its frame, an array of four or five slots
+ * sharing the names): counted in the bytes a host link holds, so that the bound measures memory.
+ */
+const KEPT_ENTRY_BYTES = 32;
 /** What the UTF-8 encoding of a frame's names and punctuation may add to its payload, at most. */
 const FRAME_OVERHEAD = 64;
 
@@ -79,6 +86,8 @@ export class HostLink extends Link {
   /** What was sent numbered `#acked + 1` to `#numbered` (messages and neighbour lists), from `#keptHead` on. */
   #kept: Kept[] = [];
   #keptHead = 0;
+  /** Bytes of the payloads kept, from `#keptHead` on. */
+  #keptBytes = 0;
   #acked = 0;
   #numbered = 0;
   /** The number of the last message written to a connection. */
@@ -88,8 +97,8 @@ export class HostLink extends Link {
   #ackTimer: NodeJS.Timeout | undefined;
   #awayTimer: NodeJS.Timeout | undefined;
 
-  constructor(node: string, maxQueue: number, awayTimeout: number, events: HostLinkEvents) {
-    super(maxQueue);
+  constructor(node: string, bounds: LinkBounds, awayTimeout: number, events: HostLinkEvents) {
+    super(bounds);
     this.node = node;
     this.#awayTimeout = awayTimeout;
     this.#events = events;
@@ -141,6 +150,7 @@ export class HostLink extends Link {
     this.counters.droppedDisconnected += this.#messagesKept(this.#numbered);
     this.#kept = [];
     this.#keptHead = 0;
+    this.#keptBytes = 0;
     this.#acked = this.#numbered;
     this.closed();
   }
@@ -223,8 +233,17 @@ export class HostLink extends Link {
   protected write(batch: Frame[]): void {
     const from = this.#numbered + 1;
     for (const frame of batch) {
-      if (frame[0] === "m" || frame[0] === "n") this.#kept.push(frame);
-      else if (frame[0] === "M") for (const payload of frame[3]) this.#kept.push(frame[4] === undefined ? ["m", frame[1], frame[2], payload] : ["m", frame[1], frame[2], payload, frame[4]]);
+      if (frame[0] === "m") {
+        this.#kept.push(frame);
+        this.#keptBytes += (frame[3] as string).length;
+      } else if (frame[0] === "n") {
+        this.#kept.push(frame);
+      } else if (frame[0] === "M") {
+        for (const payload of frame[3]) {
+          this.#kept.push(frame[4] === undefined ? ["m", frame[1], frame[2], payload] : ["m", frame[1], frame[2], payload, frame[4]]);
+          this.#keptBytes += (payload as string).length;
+        }
+      }
     }
     this.#numbered = this.#acked + this.#kept.length - this.#keptHead;
     if (this.#connection === undefined) return; // Away: messages wait; the hub says hello again on return.
@@ -237,8 +256,25 @@ export class HostLink extends Link {
     this.#send(batch);
   }
 
+  get label(): string {
+    return `the host ${this.node}`;
+  }
+
   protected inFlight(): number {
     return this.#numbered - this.#acked;
+  }
+
+  /**
+   * Messages waiting for a connection (the host is away, or the connection has not resumed):
+   * what was written is on its way, and counts in bytes only, below.
+   */
+  protected heldMessages(): number {
+    return this.#numbered - this.#written;
+  }
+
+  /** What is kept for resending — every message not yet acknowledged — with what each entry costs. */
+  protected heldBytes(): number {
+    return this.#keptBytes + KEPT_ENTRY_BYTES * (this.#kept.length - this.#keptHead);
   }
 
   protected detach(): void {
@@ -306,7 +342,12 @@ export class HostLink extends Link {
 
   /** Forgets kept messages up to number `upTo`. */
   #trim(upTo: number): void {
-    this.#keptHead += upTo - this.#acked;
+    const head = this.#keptHead + upTo - this.#acked;
+    for (let i = this.#keptHead; i < head; i++) {
+      const kept = this.#kept[i] as Kept;
+      if (kept[0] === "m") this.#keptBytes -= (kept[3] as string).length;
+    }
+    this.#keptHead = head;
     if (this.#keptHead > 1024 && this.#keptHead * 2 > this.#kept.length) {
       this.#kept = this.#kept.slice(this.#keptHead);
       this.#keptHead = 0;

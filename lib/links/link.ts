@@ -1,6 +1,6 @@
 /**
- * Link: one neighbour of a hub (a thread's port, a process's IPC channel), with an outbox
- * that batches frames and bounds what waits for the neighbour.
+ * Link: one neighbour of a hub (a thread's port, a process's IPC channel, another host), with
+ * an outbox that batches frames and bounds what this process holds for the neighbour.
  *
  * Batching: a frame leaves at once when the neighbour has taken in everything sent before it,
  * so a lone message pays no latency. While the neighbour is behind, frames gather and leave
@@ -9,9 +9,17 @@
  * rules that let a thread busy in synchronous work, which never reaches a microtask, still
  * send promptly each time it publishes.
  *
- * Bound: at most `maxQueue` messages may be sent and not yet taken in by the neighbour; a
- * message beyond that is dropped and counted. Control frames (hello, interest, flush, sync)
- * are never dropped: they are few, and losing one would break the link's bookkeeping.
+ * Bound: what the process really *holds* for the neighbour — the outbox, plus what the channel
+ * still keeps in this process (a pipe's write queue in user space, a port's unread messages,
+ * a host's messages kept for resending) — is at most {@link LinkBounds} in messages and in
+ * bytes. Frames the kernel or the far side already took do not count: a publisher that has
+ * not yielded its event loop is not a slow consumer. A message beyond the bound is dropped and
+ * counted; the first drop of an *episode* (until the link is back under a quarter of its
+ * bounds) is reported once, so the hub can warn. Control frames (hello, interest, flush,
+ * sync) are never dropped: losing one would break the link's bookkeeping.
+ *
+ * Pressure: a link holding half of either bound or more is over its high-water mark; a
+ * publisher is told so (`publish()` returns `false`) and may wait for it to drain.
  */
 import type { Scope, Topic } from "../types.js";
 import { foldMessages, type Frame } from "../wire/frames.js";
@@ -21,11 +29,29 @@ export const MAX_BATCH = 512;
 /** How long, in milliseconds, the oldest gathered frame may wait before its batch leaves. */
 export const MAX_HOLD_MS = 1;
 /**
- * The default bound of a link, in messages sent but not yet taken in: NATS's default limit of
- * pending messages for a slow consumer, large enough to ride out bursts, small enough that a
- * stalled neighbour costs megabytes, not gigabytes.
+ * The default bound of a link in messages: NATS's default limit of pending messages for a slow
+ * consumer, large enough to ride out bursts, small enough that a stalled neighbour costs
+ * megabytes, not gigabytes.
  */
 export const DEFAULT_MAX_QUEUE = 65_536;
+/** The default bound of a link in bytes of encoded payloads: NATS's default pending bytes limit. */
+export const DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The bounds of what a link may hold for its neighbour. One record is shared by every link a
+ * host makes, so options given to a later `startRelay()` apply to the links made before it.
+ */
+export interface LinkBounds {
+  /** Messages held, at most. */
+  maxQueue: number;
+  /** Bytes of encoded payloads held, at most (values between threads travel unencoded and count as messages only). */
+  maxQueueBytes: number;
+}
+
+/** Fresh default bounds. */
+export function defaultBounds(): LinkBounds {
+  return { maxQueue: DEFAULT_MAX_QUEUE, maxQueueBytes: DEFAULT_MAX_QUEUE_BYTES };
+}
 
 /** @internal What a link reports to its hub. */
 export interface LinkHandler {
@@ -33,6 +59,11 @@ export interface LinkHandler {
   onFrame(link: Link, frame: Frame): void;
   /** The link is gone; called once. */
   onClose(link: Link): void;
+  /**
+   * The link went over its high-water mark, or dropped a message (`dropped`, the first drop
+   * of an episode): the hub watches it until it drains.
+   */
+  onPressure(link: Link, dropped: boolean): void;
 }
 
 /** Counters of one link. */
@@ -49,11 +80,13 @@ export interface LinkCounters {
   droppedOversized: number;
   /** Messages sent to a host that went away for good before it acknowledged them (host links). */
   droppedDisconnected: number;
+  /** Messages the channel refused to carry (a value structured clone refuses, on a thread link). */
+  droppedUnsendable: number;
 }
 
 /** Counters that all start at zero. */
 export function zeroCounters(): LinkCounters {
-  return { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0, droppedOversized: 0, droppedDisconnected: 0 };
+  return { sent: 0, received: 0, droppedQueueFull: 0, droppedMalformed: 0, droppedOversized: 0, droppedDisconnected: 0, droppedUnsendable: 0 };
 }
 
 /** Adds `counters` into `total`. */
@@ -64,6 +97,7 @@ export function addCounters(total: LinkCounters, counters: LinkCounters): void {
   total.droppedMalformed += counters.droppedMalformed;
   total.droppedOversized += counters.droppedOversized;
   total.droppedDisconnected += counters.droppedDisconnected;
+  total.droppedUnsendable += counters.droppedUnsendable;
 }
 
 let nextLinkId = 1;
@@ -85,6 +119,12 @@ export function countQueueFull(counters: LinkCounters, count: number): void {
   if (threadDrops !== undefined) Atomics.add(threadDrops, 0, count);
 }
 
+/**
+ * Where a link stands against its bounds (see {@link Link.level}): `drained` under a quarter
+ * of both, `high` at half of either or more (over the high-water mark), `filling` between.
+ */
+export type Level = "drained" | "filling" | "high";
+
 /** @internal */
 export abstract class Link {
   /** Unique within the process, for diagnostics. */
@@ -95,8 +135,8 @@ export abstract class Link {
    * broker (the last three carry values encoded).
    */
   abstract readonly kind: "thread" | "process" | "host" | "bus";
-  /** Messages sent and not yet taken in, at most. */
-  readonly maxQueue: number;
+  /** What this link may hold for its neighbour; shared with the host's other links. */
+  readonly bounds: LinkBounds;
   readonly counters: LinkCounters = zeroCounters();
   /** Set by the hub that owns the link. */
   handler: LinkHandler | undefined;
@@ -104,16 +144,25 @@ export abstract class Link {
   farDrops: Int32Array | undefined;
   /** Whether the far side's hub said hello (and not bye since): only such a hub is waited for in a sync. */
   greeted = false;
+  /**
+   * Whether the hub watches this link for pressure (see {@link LinkHandler.onPressure}); set
+   * when it goes over its high-water mark or drops, cleared by the hub once it drained.
+   */
+  watched = false;
+  /** Whether messages were dropped since the link last drained: one warning per episode. */
+  inEpisode = false;
   #outbox: Frame[] = [];
   #messagesInOutbox = 0;
+  /** Bytes of the encoded payloads in the outbox. */
+  #bytesInOutbox = 0;
   /** How many more messages than frames the runs in the outbox hold. */
   #runExtra = 0;
   #scheduled = false;
   #heldSince = 0;
   #closed = false;
 
-  constructor(maxQueue: number) {
-    this.maxQueue = maxQueue;
+  constructor(bounds: LinkBounds) {
+    this.bounds = bounds;
   }
 
   /** `true` once the link is closed, by either side. */
@@ -121,45 +170,103 @@ export abstract class Link {
     return this.#closed;
   }
 
+  /** What the far side is, in words, for warnings and errors (e.g. "cluster worker (pid 1234)"). */
+  abstract get label(): string;
+
   /** Sends a control frame; never dropped while the link is open. */
   sendControl(frame: Frame): void {
     this.#enqueue(frame);
   }
 
+  /** Messages this process holds for the neighbour: in the outbox and in the channel. */
+  get messagesHeld(): number {
+    return this.heldMessages() + this.#messagesInOutbox;
+  }
+
+  /** Bytes of encoded payloads this process holds for the neighbour. */
+  get bytesHeld(): number {
+    return this.heldBytes() + this.#bytesInOutbox;
+  }
+
+  /** Where the link stands against its bounds now. */
+  get level(): Level {
+    const { maxQueue, maxQueueBytes } = this.bounds;
+    // Fractions of each bound, in quarters: the larger decides.
+    const quarters = Math.max((this.messagesHeld * 4) / maxQueue, (this.bytesHeld * 4) / maxQueueBytes);
+    return quarters >= 2 ? "high" : quarters >= 1 ? "filling" : "drained";
+  }
+
+  /** Whether the link holds its bound in messages or bytes: a message now would be dropped. */
+  get isFull(): boolean {
+    return this.messagesHeld >= this.bounds.maxQueue || this.bytesHeld >= this.bounds.maxQueueBytes;
+  }
+
   /**
-   * Counts a dropped message and returns `true` when the neighbour has `maxQueue` messages
-   * not yet taken in: a caller checks this before it builds (and encodes) the message.
+   * Counts a dropped message and returns `true` when the link holds its bound: a caller
+   * checks this before it builds (and encodes or clones) the message.
    */
   dropIfFull(): boolean {
-    if (this.inFlight() + this.#messagesInOutbox < this.maxQueue) return false;
-    countQueueFull(this.counters, 1);
+    const { maxQueue, maxQueueBytes } = this.bounds;
+    const messages = this.messagesHeld;
+    const bytes = this.bytesHeld;
+    if (messages < maxQueue && bytes < maxQueueBytes) {
+      if (!this.watched && (messages * 2 >= maxQueue || bytes * 2 >= maxQueueBytes)) this.#pressure(false);
+      return false;
+    }
+    this.countDropped(1);
     return true;
   }
 
   /** Sends a message frame; the caller has checked {@link Link.dropIfFull} first. */
   sendMessage(frame: Frame): void {
     this.#messagesInOutbox++;
+    if (typeof frame[3] === "string" && this.kind !== "thread") this.#bytesInOutbox += frame[3].length;
     this.counters.sent++;
     this.#enqueue(frame);
   }
 
   /**
-   * Sends a run of messages on one (scope, topic) as it arrived from another link, as many as
-   * the bound leaves room for; the rest (the newest) are dropped and counted.
+   * Sends a run of encoded messages on one (scope, topic) as it arrived from another link, as
+   * many as the bounds leave room for; the rest (the newest) are dropped and counted.
    */
   sendRun(scope: Scope, topic: Topic, payloads: readonly unknown[], hops?: number): void {
-    const room = this.maxQueue - this.inFlight() - this.#messagesInOutbox;
-    if (room < payloads.length) {
-      countQueueFull(this.counters, payloads.length - Math.max(room, 0));
-      if (room <= 0) return;
-      payloads = payloads.slice(0, room);
+    const { maxQueue, maxQueueBytes } = this.bounds;
+    const messageRoom = maxQueue - this.messagesHeld;
+    let byteRoom = maxQueueBytes - this.bytesHeld;
+    let fit = 0;
+    let bytes = 0;
+    // Each message fits while the link holds less than its bounds before it (so a lone message
+    // larger than maxQueueBytes still goes to a neighbour that holds nothing).
+    while (fit < payloads.length && fit < messageRoom && byteRoom > 0) {
+      const payload = payloads[fit];
+      const length = typeof payload === "string" ? payload.length : 0;
+      byteRoom -= length;
+      bytes += length;
+      fit++;
     }
-    this.#messagesInOutbox += payloads.length;
-    this.counters.sent += payloads.length;
+    if (fit < payloads.length) {
+      this.countDropped(payloads.length - fit);
+      if (fit === 0) return;
+      payloads = payloads.slice(0, fit);
+    } else if (!this.watched && ((this.messagesHeld + fit) * 2 >= maxQueue || (this.bytesHeld + bytes) * 2 >= maxQueueBytes)) {
+      this.#pressure(false);
+    }
+    this.#messagesInOutbox += fit;
+    this.#bytesInOutbox += bytes;
+    this.counters.sent += fit;
     // A run counts as the messages it holds, as the far side counts them (see PortLink).
-    this.#runExtra += payloads.length - 1;
-    if (hops === undefined) this.#enqueue(payloads.length === 1 ? ["m", scope, topic, payloads[0]] : ["M", scope, topic, payloads]);
-    else this.#enqueue(payloads.length === 1 ? ["m", scope, topic, payloads[0], hops] : ["M", scope, topic, payloads, hops]);
+    this.#runExtra += fit - 1;
+    if (hops === undefined) this.#enqueue(fit === 1 ? ["m", scope, topic, payloads[0]] : ["M", scope, topic, payloads]);
+    else this.#enqueue(fit === 1 ? ["m", scope, topic, payloads[0], hops] : ["M", scope, topic, payloads, hops]);
+  }
+
+  /** Counts `count` messages dropped for a full link; the first drop of an episode is reported. */
+  countDropped(count: number): void {
+    countQueueFull(this.counters, count);
+    if (!this.inEpisode) {
+      this.inEpisode = true;
+      this.#pressure(true);
+    }
   }
 
   /** Writes out what the outbox holds now. */
@@ -169,6 +276,7 @@ export abstract class Link {
     const frames = batch.length + this.#runExtra;
     this.#outbox = [];
     this.#messagesInOutbox = 0;
+    this.#bytesInOutbox = 0;
     this.#runExtra = 0;
     this.write(foldMessages(batch), frames);
   }
@@ -194,6 +302,8 @@ export abstract class Link {
     if (this.#closed) return;
     this.#closed = true;
     this.#outbox = [];
+    this.#messagesInOutbox = 0;
+    this.#bytesInOutbox = 0;
     this.detach();
     this.handler?.onClose(this);
   }
@@ -219,10 +329,22 @@ export abstract class Link {
 
   /** Hands a batch to the channel; `frames` is how many frames it holds unfolded (a run counting as its messages). */
   protected abstract write(batch: Frame[], frames: number): void;
-  /** Messages written to the channel and not yet taken in by the neighbour. */
+  /**
+   * Messages written to the channel and not yet known to be taken in by the neighbour: only
+   * for batching (a lone frame leaves at once when this is 0), never for the bound.
+   */
   protected abstract inFlight(): number;
+  /** Messages written to the channel that this process still holds (see the module's "Bound"). */
+  protected abstract heldMessages(): number;
+  /** Bytes of encoded payloads written to the channel that this process still holds; 0 where the link cannot tell. */
+  protected abstract heldBytes(): number;
   /** Lets go of the channel: listeners off, nothing more sent. */
   protected abstract detach(): void;
+
+  #pressure(dropped: boolean): void {
+    this.watched = true;
+    this.handler?.onPressure(this, dropped);
+  }
 
   #enqueue(frame: Frame): void {
     if (this.#closed) return;

@@ -5,12 +5,13 @@
  *
  * | frame                                   | meaning                                                  |
  * | --------------------------------------- | -------------------------------------------------------- |
- * | `["h", v, node, reply, interest, all]`  | hello: protocol version, node id, whether it answers a hello, the full (scope, topic) interest of the sender towards this link, and (1) whether it wants everything for now — a process still joining its parent asks its threads for all |
+ * | `["h", v, node, reply, interest, all, bounds?]` | hello: protocol version, node id, whether it answers a hello, the full (scope, topic) interest of the sender towards this link, (1) whether it wants everything for now — a process still joining its parent asks its threads for all — and, from a main thread to its threads, the process's link bounds `[maxQueue, maxQueueBytes]` |
  * | `["i", scope, topic, on]`               | the sender's interest in (scope, topic) began (1) or ended (0) |
  * | `["m", scope, topic, payload, hops?]`   | a message; the payload is the value itself on thread links, its superjson encoding on process and host links; on host links, `hops` counts the host links it crossed before (at most {@link MAX_HOST_HOPS}) |
  * | `["M", scope, topic, payloads]`         | several messages in a row on one (scope, topic), as a batch carries them: the names are sent once |
- * | `["f", id]` / `["F", id]`               | flush: sent towards the root; answered once the root has run a sync |
- * | `["s", id]` / `["S", id]`               | sync: sent away from the root; answered once everything before it was taken in |
+ * | `["f", id]` / `["F", id, missing?]`     | flush: sent towards the root; answered once the root has run a sync, naming what did not answer in time (see barrier.ts) |
+ * | `["s", id, hops?]` / `["S", id, missing?]` | sync: sent away from the root; answered once everything before it was taken in |
+ * | `["d", totals]`                          | drops: what the sender and everything below it dropped so far, by reason (see stats.ts); towards the root |
  * | `["b"]`                                  | bye: the sender's hub is closing; the channel may outlive it, and a later hub there says hello again |
  * | `["p", side, port, counters, interest, doorbell]` | peer: a main thread hands a thread one end of a direct port to another thread, the shared counters, which end it is (0 or 1), what the other thread is known to want, and its doorbell; thread links only |
  * | `["n", nodes]`                          | neighbours: the node ids of every host the sender is linked to; host links only, sent after each change |
@@ -32,7 +33,7 @@ export const PROTOCOL_VERSION = 1;
 export type InterestKey = readonly [Scope, Topic];
 
 /** hello: see the module docs. */
-export type HelloFrame = readonly ["h", number, string, 0 | 1, readonly InterestKey[], (0 | 1)?];
+export type HelloFrame = readonly ["h", number, string, 0 | 1, readonly InterestKey[], (0 | 1)?, (readonly [number, number])?];
 /** A change of interest. */
 export type InterestFrame = readonly ["i", Scope, Topic, 0 | 1];
 /**
@@ -45,10 +46,12 @@ export const MAX_HOST_HOPS = 8;
 export type MessageFrame = readonly ["m", Scope, Topic, unknown, number?];
 /** Consecutive messages on one (scope, topic). */
 export type MessagesFrame = readonly ["M", Scope, Topic, readonly unknown[], number?];
-/** A flush request (`f`) or its answer (`F`). */
-export type FlushFrame = readonly ["f" | "F", number];
-/** A sync request (`s`, with the host links it crossed before this one) or its answer (`S`). */
-export type SyncFrame = readonly ["s" | "S", number, number?];
+/** A flush request (`f`) or its answer (`F`, with the names of what did not answer in time, if anything). */
+export type FlushFrame = readonly ["f", number] | readonly ["F", number, (readonly string[])?];
+/** A sync request (`s`, with the host links it crossed before this one) or its answer (`S`, as `F`). */
+export type SyncFrame = readonly ["s", number, number?] | readonly ["S", number, (readonly string[])?];
+/** What the sender and everything below it dropped so far, by reason (see stats.ts); towards the root only. */
+export type DropsFrame = readonly ["d", readonly number[]];
 /** An introduction to another thread of the process, with a direct port to it. */
 export type PeerFrame = readonly ["p", 0 | 1, MessagePort, Int32Array, readonly InterestKey[], Int32Array];
 /** The sender's hub is closing. */
@@ -56,7 +59,7 @@ export type ByeFrame = readonly ["b"];
 /** The node ids of every host the sender is linked to. */
 export type NeighboursFrame = readonly ["n", readonly string[]];
 /** Any frame. */
-export type Frame = ByeFrame | HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame | PeerFrame | NeighboursFrame;
+export type Frame = ByeFrame | HelloFrame | InterestFrame | MessageFrame | MessagesFrame | FlushFrame | SyncFrame | PeerFrame | NeighboursFrame | DropsFrame;
 
 /**
  * Folds runs of message frames (`m` or `M`) on the same (scope, topic) into one `M` frame, so

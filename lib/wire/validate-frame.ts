@@ -6,6 +6,8 @@
 import { MessagePort } from "node:worker_threads";
 import { MAX_NAME_LENGTH } from "../errors.js";
 import type { Frame } from "./frames.js";
+import { MAX_MISSING } from "../barrier.js";
+import { isDropTotals } from "../stats.js";
 
 function isName(value: unknown): value is string {
   return typeof value === "string" && value.length !== 0 && value.length <= MAX_NAME_LENGTH;
@@ -41,6 +43,17 @@ function isNodeList(value: unknown): boolean {
   return true;
 }
 
+function isBounds(value: unknown): boolean {
+  return Array.isArray(value) && value.length >= 2 && Number.isSafeInteger(value[0]) && value[0] >= 1 && Number.isSafeInteger(value[1]) && value[1] >= 1;
+}
+
+/** Names of what did not answer a flush or sync: a few short strings. */
+function isMissingList(value: unknown): boolean {
+  if (!Array.isArray(value) || value.length > MAX_MISSING) return false;
+  for (const name of value) if (typeof name !== "string" || name.length > MAX_NODE_LENGTH) return false;
+  return true;
+}
+
 /**
  * Whether `value` is a well-formed frame. Frames may carry extra trailing fields from newer
  * versions; they are ignored.
@@ -61,9 +74,12 @@ export function isFrame(value: unknown): value is Frame {
     case "s":
       return value.length >= 2 && isId(value[1]) && isHops(value[2]);
     case "f":
+      return value.length >= 2 && isId(value[1]);
     case "F":
     case "S":
-      return value.length >= 2 && isId(value[1]);
+      return value.length >= 2 && isId(value[1]) && (value[2] === undefined || isMissingList(value[2]));
+    case "d":
+      return value.length >= 2 && isDropTotals(value[1]);
     case "p":
       return (
         value.length >= 6 &&
@@ -81,7 +97,8 @@ export function isFrame(value: unknown): value is Frame {
         value[2].length <= MAX_NODE_LENGTH &&
         (value[3] === 0 || value[3] === 1) &&
         isInterestList(value[4]) &&
-        (value[5] === undefined || value[5] === 0 || value[5] === 1)
+        (value[5] === undefined || value[5] === 0 || value[5] === 1) &&
+        (value[6] === undefined || isBounds(value[6]))
       );
     default:
       return false;

@@ -9,6 +9,7 @@ import cluster, { type Worker as ClusterWorker } from "node:cluster";
 import { readFileSync } from "node:fs";
 import * as roar from "../../lib/index.js";
 import { MALFORMED, UNDECODABLE, type Go } from "../fixtures/garbage-child.js";
+import { collectWarnings } from "../helpers.js";
 import { isPeerEvent, isReply, isUserMessage } from "../fixtures/protocol.js";
 import { makeRich, typedDump } from "../fixtures/rich.js";
 import {
@@ -497,18 +498,20 @@ describe("cluster", () => {
     expect(bySender(await untilEnds(sub, ["primary", "w"]))).toEqual(everyMessageOnce(["primary", "w"], N));
   });
 
-  it("bounds the primary's memory when a subscribed worker stalls under a flood, and counts what it drops", async () => {
+  it("bounds the primary's memory when a subscribed worker is stopped under a burst, counts what it drops, warns once and tells the publisher", async () => {
     const scope = testScope();
     const TOTAL = 200_000;
-    const CHUNK = 1_000;
-    const PAD = 1_000; // ~1 KB a message: unbounded, the flood would hold ~250 MB for the stalled worker
-    const relay = await startRelay({ maxQueue: 1_000 });
+    const PAD = 1_000; // ~1 KB a message: unbounded, the burst would hold ~200 MB for the stopped worker
+    const BOUND = 8 * 2 ** 20;
+    const relay = await startRelay({ maxQueueBytes: BOUND });
     const router = createRouter(scope);
     const w = await forkWorker("stalled");
     await w.peer.call("subscribe", { key: "flood", scope, topic: "flood", capacity: 10 });
     await w.peer.call("subscribe", { key: "after", scope, topic: "after" });
     await w.peer.call("flush", { scope });
     const pid = w.child.pid as number;
+    const warnings = collectWarnings("ERR_ROAR_SLOW_CONSUMER");
+    cleanup.add(() => warnings.stop());
 
     process.kill(pid, "SIGSTOP");
     // (the worker's cleanup sends SIGCONT before SIGKILL)
@@ -516,21 +519,24 @@ describe("cluster", () => {
 
     const before = relay.stats();
     const rssBefore = process.memoryUsage().rss;
-    let rssPeak = rssBefore;
     const pad = "x".repeat(PAD);
-    for (let seq = 0; seq < TOTAL; ) {
-      for (const end = seq + CHUNK; seq < end; seq++) router.publish("flood", { from: "primary", seq, pad });
-      rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
-      await new Promise((resolve) => setImmediate(resolve)); // a turn, as a real program would give
-    }
+    let refused = 0;
+    // One synchronous loop, as a program that has messages to send does it.
+    for (let seq = 0; seq < TOTAL; seq++) if (!router.publish("flood", { from: "primary", seq, pad })) refused++;
+    const rssAfter = process.memoryUsage().rss;
     const after = relay.stats();
     const sent = after.sent - before.sent;
     const dropped = after.dropped.queueFull - before.dropped.queueFull;
 
-    expect(rssPeak - rssBefore).toBeLessThan(150 * 2 ** 20);
-    expect(dropped).toBeGreaterThan(0);
+    // What waits for the stopped worker is the bound and what the kernel's pipe took, no more.
+    expect(rssAfter - rssBefore).toBeLessThan(BOUND + 64 * 2 ** 20);
     expect(sent + dropped).toBe(TOTAL); // every message is either sent or counted
     expect(dropped).toBeGreaterThan(TOTAL * 0.75);
+    expect(router.stats().dropped.queueFull).toBe(dropped); // the publisher sees its own losses
+    expect(refused).toBeGreaterThanOrEqual(dropped); // publish() said so, from half the bound on
+    await waitFor(() => warnings.length !== 0, "the slow-consumer warning");
+    expect(warnings).toHaveLength(1); // one per episode, not one per drop
+    expect(warnings[0]).toMatch(/slow consumer: the child process \(pid \d+\)/);
 
     // Once it runs again, the worker catches up and the link works as before.
     process.kill(pid, "SIGCONT");

@@ -70,7 +70,7 @@ function stats(host: Host): Promise<StatsReport> {
 }
 
 /** What relay.stats().dropped shows when nothing was lost. */
-const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 };
+const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, unsendable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 };
 
 /**
  * Every publisher publishes `count` numbered messages on "t" and an end marker; every

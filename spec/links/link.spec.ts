@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@jest/globals";
-import { Link, MAX_BATCH } from "../../lib/links/link.js";
+import { Link, MAX_BATCH, type LinkBounds } from "../../lib/links/link.js";
 import type { Frame } from "../../lib/wire/frames.js";
 
 /** A link whose channel is an array: `caughtUp` says whether the far side took in all. */
@@ -14,24 +14,37 @@ class FakeLink extends Link {
     this.pending += frames;
   }
 
+  get label(): string {
+    return "a fake neighbour";
+  }
+
   protected inFlight(): number {
     return this.caughtUp ? 0 : this.pending;
+  }
+
+  protected heldMessages(): number {
+    return this.inFlight();
+  }
+
+  protected heldBytes(): number {
+    return 0;
   }
 
   protected detach(): void {}
 }
 
 const message = (i: number): Frame => ["m", "s", "t", i];
+const bounds = (maxQueue: number): LinkBounds => ({ maxQueue, maxQueueBytes: 64 * 1024 * 1024 });
 
 describe("Link", () => {
   it("writes a message at once when the far side has taken in everything", () => {
-    const link = new FakeLink(100);
+    const link = new FakeLink(bounds(100));
     link.sendMessage(message(1));
     expect(link.writes).toEqual([{ batch: [message(1)], frames: 1 }]);
   });
 
   it("gathers messages while the far side is behind and writes them together at the end of the job, folded", async () => {
-    const link = new FakeLink(100);
+    const link = new FakeLink(bounds(100));
     link.caughtUp = false;
     link.pending = 1;
     for (let i = 0; i < 3; i++) link.sendMessage(message(i));
@@ -41,7 +54,7 @@ describe("Link", () => {
   });
 
   it("writes a full batch without waiting for the end of the job", () => {
-    const link = new FakeLink(10_000);
+    const link = new FakeLink(bounds(10_000));
     link.caughtUp = false;
     link.pending = 1;
     for (let i = 0; i < MAX_BATCH; i++) link.sendMessage(message(i));
@@ -50,7 +63,7 @@ describe("Link", () => {
   });
 
   it("writes what it gathered as soon as the far side has caught up, when asked", () => {
-    const link = new FakeLink(100);
+    const link = new FakeLink(bounds(100));
     link.caughtUp = false;
     link.pending = 1;
     link.sendMessage(message(1));
@@ -62,7 +75,7 @@ describe("Link", () => {
   });
 
   it("counts a message as dropped when maxQueue messages are not yet taken in, but never holds back control frames", () => {
-    const link = new FakeLink(2);
+    const link = new FakeLink(bounds(2));
     link.caughtUp = false;
     link.pending = 2;
     expect(link.dropIfFull()).toBe(true);
@@ -73,7 +86,7 @@ describe("Link", () => {
   });
 
   it("says bye when it closes, and sends nothing after", () => {
-    const link = new FakeLink(100);
+    const link = new FakeLink(bounds(100));
     link.close();
     link.sendMessage(message(1));
     expect(link.writes).toEqual([{ batch: [["b"]], frames: 1 }]);
@@ -81,7 +94,7 @@ describe("Link", () => {
   });
 
   it("sends a run as one frame, counting its messages, and drops the newest beyond the bound", () => {
-    const link = new FakeLink(5);
+    const link = new FakeLink(bounds(5));
     link.caughtUp = false;
     link.pending = 2;
     link.sendRun("s", "t", [1, 2, 3, 4, 5]);

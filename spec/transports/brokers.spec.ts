@@ -136,7 +136,7 @@ async function take(sub: Subscription<unknown>, count: number): Promise<unknown[
 
 const range = (count: number, start = 0): number[] => Array.from({ length: count }, (_, i) => start + i);
 
-const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 };
+const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, unsendable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 };
 
 /** Captures warnings (under jest, `process.on("warning")` hears nothing: see router.spec.ts). */
 function catchWarnings(): { name: string; code: unknown; message: string }[] {

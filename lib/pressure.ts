@@ -1,0 +1,116 @@
+/**
+ * PressureWatch: the links of one hub that went over their high-water mark, until they drain;
+ * what `router.drained()` waits on, and where slow-consumer episodes are reported.
+ *
+ * Links tell the watch when they go over half of a bound or drop a message (see Link's
+ * "Pressure"). The watch then looks at them every millisecond — links hear of progress in
+ * different ways (a pipe's queue shrinking, a far thread's counter, an acknowledgement) and
+ * none of them announces it — and lets a link go once it holds under a quarter of its bounds,
+ * which also ends its episode: its next drop warns again.
+ *
+ * A waiter in {@link PressureWatch.drained} is released when every watched link has drained,
+ * or is *stuck*: dropping already (a slow consumer, whose messages are lost whether the
+ * publisher waits or not), or has not taken in anything for {@link STUCK_MS}. A stopped
+ * process must never stall a producer that waits for drain, as it must not stall a flush.
+ */
+import type { Link } from "./links/link.js";
+
+/** How long a watched link may take in nothing before waiters stop waiting for it, in milliseconds. */
+export const STUCK_MS = 1000;
+/** How often watched links are looked at, in milliseconds. */
+const WATCH_INTERVAL_MS = 1;
+
+/** What the watch knows of one watched link. */
+interface Watched {
+  /** Messages plus bytes it held when last seen to make progress. */
+  held: number;
+  /** When it was last seen to make progress (`performance.now()`). */
+  since: number;
+}
+
+/** @internal */
+export class PressureWatch {
+  readonly #links = new Map<Link, Watched>();
+  /** Resolvers of `drained()` calls still waiting. */
+  #waiters: (() => void)[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  /** Reports the first drop of an episode on a link. */
+  readonly #warn: (link: Link) => void;
+
+  constructor(warn: (link: Link) => void) {
+    this.#warn = warn;
+  }
+
+  /** Starts watching `link` (it went over its high-water mark, or `dropped` a message). */
+  watch(link: Link, dropped: boolean): void {
+    if (dropped) this.#warn(link);
+    if (!this.#links.has(link)) this.#links.set(link, { held: holding(link), since: performance.now() });
+    this.#arm();
+  }
+
+  /** Stops watching a link that closed. */
+  forget(link: Link): void {
+    this.#links.delete(link);
+    this.#check();
+  }
+
+  /**
+   * Resolves once no link of this hub is over its high-water mark, but for links that are
+   * stuck (see the module docs). Resolves at once when none is watched.
+   */
+  drained(): Promise<void> {
+    if (this.#links.size === 0) return Promise.resolve();
+    // Progress is judged from now on: a link that was filling while the publisher published
+    // made none that could be seen, and is not stuck for that.
+    const now = performance.now();
+    for (const [link, watched] of this.#links) {
+      watched.held = holding(link);
+      watched.since = now;
+    }
+    return new Promise<void>((resolve) => {
+      this.#waiters.push(resolve);
+      this.#arm();
+    });
+  }
+
+  #arm(): void {
+    if (this.#timer === undefined) this.#timer = setTimeout(() => this.#tick(), WATCH_INTERVAL_MS);
+    // A program awaiting drain expects an answer: the timer then holds the event loop open.
+    if (this.#waiters.length !== 0) this.#timer.ref();
+    else this.#timer.unref();
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    this.#check();
+    if (this.#links.size !== 0) this.#arm();
+  }
+
+  #check(): void {
+    const now = performance.now();
+    let waiting = false;
+    for (const [link, watched] of this.#links) {
+      if (link.isClosed || link.level === "drained") {
+        link.watched = false;
+        link.inEpisode = false;
+        this.#links.delete(link);
+        continue;
+      }
+      const held = holding(link);
+      if (held < watched.held) {
+        watched.held = held;
+        watched.since = now;
+      }
+      if (!link.inEpisode && now - watched.since < STUCK_MS) waiting = true;
+    }
+    if (waiting || this.#waiters.length === 0) return;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}
+
+/** What `link` holds, messages and bytes together: it made progress when this went down. */
+function holding(link: Link): number {
+  return link.messagesHeld + link.bytesHeld;
+}
