@@ -223,6 +223,14 @@ export abstract class Link {
   protected abstract inFlight(): number;
   /** Lets go of the channel: listeners off, nothing more sent. */
   protected abstract detach(): void;
+  /** Messages written to the channel that this process still holds for the neighbour (e.g. in a client's outbound buffer, not yet handed to the kernel). */
+  protected heldMessages(): number {
+    return this.inFlight();
+  }
+  /** Bytes of those, where the link can tell; 0 where it cannot. */
+  protected heldBytes(): number {
+    return 0;
+  }
 
   #enqueue(frame: Frame): void {
     if (this.#closed) return;

@@ -9,6 +9,10 @@
  * away, publishing fails at once (the offline queue is off) and what it carried is counted
  * lost; subscriptions are made again when the client reconnects.
  *
+ * ioredis keeps every command, text included, until the server answers it: while the server
+ * stalls, publishes pile up in this process. {@link RedisTransport.heldBytes} reports them, so
+ * the relay bounds them as it bounds every link; `maxPending` bounds their count as well.
+ *
  * @example
  * ```ts
  * import { RedisTransport } from "roar/redis";
@@ -32,7 +36,11 @@ export interface RedisTransportOptions {
   prefix?: string;
   /** The longest text published, in bytes. @defaultValue 16 MiB */
   maxPayload?: number;
-  /** How many publishes may wait for the server before more are dropped (and counted). @defaultValue 65536 */
+  /**
+   * How many publishes may wait for the server's answer before more messages are dropped
+   * (counted `queueFull` by the publishing host). What hosts say to each other (presence,
+   * interest) is never refused for it. @defaultValue 65536
+   */
   maxPending?: number;
 }
 
@@ -48,7 +56,10 @@ export class RedisTransport implements BusTransport {
   readonly #channels = new Map<string, BusChannel>();
   #publisher: Redis | undefined;
   #subscriber: Redis | undefined;
+  /** Publishes sent and not yet answered. */
   #pending = 0;
+  /** The UTF-16 length of their texts: what ioredis keeps of them until they are answered. */
+  #pendingBytes = 0;
 
   /** @throws `RoarError` `ERR_ROAR_INVALID_OPTION` for bad options. */
   constructor(options: RedisTransportOptions = {}) {
@@ -124,11 +135,21 @@ export class RedisTransport implements BusTransport {
     this.#subscriber?.unsubscribe(name).catch(() => undefined);
   }
 
-  publish(channel: BusChannel, text: string): boolean | Promise<unknown> {
+  publish(channel: BusChannel, text: string): boolean | "full" | Promise<unknown> {
     const publisher = this.#publisher;
-    if (publisher === undefined || publisher.status !== "ready" || this.#pending >= this.#maxPending) return false;
+    if (publisher === undefined || publisher.status !== "ready") return false;
+    if (channel.kind === "topic" && this.#pending >= this.#maxPending) return "full";
     this.#pending++;
-    return publisher.publish(this.#names.of(channel), text).finally(() => this.#pending--);
+    this.#pendingBytes += text.length;
+    return publisher.publish(this.#names.of(channel), text).finally(() => {
+      this.#pending--;
+      this.#pendingBytes -= text.length;
+    });
+  }
+
+  /** What ioredis keeps of the publishes not yet answered, in UTF-16 units of their texts. */
+  heldBytes(): number {
+    return this.#pendingBytes;
   }
 
   async flush(): Promise<void> {
