@@ -140,7 +140,13 @@ export interface BusTransport {
    * any slow neighbour. Omit it where the client cannot tell; nothing then bounds the client.
    */
   heldBytes?(): number;
-  /** Resolves once the broker has taken in every subscribe, unsubscribe and publish so far. */
+  /**
+   * Resolves once the broker has taken in every subscribe, unsubscribe and publish so far.
+   * roar also calls it at each keepalive to learn whether the broker answers this host: while
+   * it does not (it rejects, or has not resolved by the next keepalive), other hosts' silence is
+   * put down to the broker and they are not forgotten. So it must not resolve before the
+   * broker has answered.
+   */
   flush(): Promise<void>;
 }
 

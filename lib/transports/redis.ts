@@ -9,9 +9,10 @@
  * away, publishing fails at once (the offline queue is off) and what it carried is counted
  * lost; subscriptions are made again when the client reconnects.
  *
- * ioredis keeps every command, text included, until the server answers it: while the server
- * stalls, publishes pile up in this process. {@link RedisTransport.heldBytes} reports them, so
- * the relay bounds them as it bounds every link; `maxPending` bounds their count as well.
+ * ioredis writes each command to its socket at once; while the server does not read (stalled,
+ * or too slow), what is published waits in the socket's write buffer, with no limit.
+ * {@link RedisTransport.heldBytes} reports it, so the relay bounds it as it bounds every link;
+ * `maxPending` bounds, besides, how many publishes may wait for their answer.
  *
  * @example
  * ```ts
@@ -58,8 +59,6 @@ export class RedisTransport implements BusTransport {
   #subscriber: Redis | undefined;
   /** Publishes sent and not yet answered. */
   #pending = 0;
-  /** The UTF-16 length of their texts: what ioredis keeps of them until they are answered. */
-  #pendingBytes = 0;
 
   /** @throws `RoarError` `ERR_ROAR_INVALID_OPTION` for bad options. */
   constructor(options: RedisTransportOptions = {}) {
@@ -140,16 +139,16 @@ export class RedisTransport implements BusTransport {
     if (publisher === undefined || publisher.status !== "ready") return false;
     if (channel.kind === "topic" && this.#pending >= this.#maxPending) return "full";
     this.#pending++;
-    this.#pendingBytes += text.length;
-    return publisher.publish(this.#names.of(channel), text).finally(() => {
-      this.#pending--;
-      this.#pendingBytes -= text.length;
-    });
+    return publisher.publish(this.#names.of(channel), text).finally(() => this.#pending--);
   }
 
-  /** What ioredis keeps of the publishes not yet answered, in UTF-16 units of their texts. */
+  /**
+   * Bytes written to the publishing connection and not yet handed to the kernel. (What was
+   * handed on and is not yet answered is what a healthy server has not got round to: a burst
+   * published in one job is all unanswered until the job ends, and is no slow consumer.)
+   */
   heldBytes(): number {
-    return this.#pendingBytes;
+    return this.#publisher?.stream?.writableLength ?? 0;
   }
 
   async flush(): Promise<void> {
