@@ -131,7 +131,8 @@ export class NatsTransport implements BusTransport {
     const connection = this.#connection;
     if (connection === undefined || connection.isClosed()) return false;
     try {
-      // While reconnecting, the client keeps what is published, up to its reconnectBufSize.
+      // While reconnecting, the client takes what is published and lets it go when it dials
+      // again (nats.js 2.x resets its outbound buffer then): receivers count the gap it leaves.
       connection.publish(this.#names.of(channel), text);
       return true;
     } catch {
