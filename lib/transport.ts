@@ -123,12 +123,30 @@ export interface BusTransport {
   unsubscribe(channel: BusChannel): void;
   /**
    * Publishes `text` on `channel`, in order with everything published before.
-   * @returns `false` when the text cannot be handed to the broker now (the broker is away, or
-   * too much waits for it), or a promise that rejects if it fails later; either way what it
-   * carried is counted lost.
+   * @returns `true` (or a promise) once the client has taken the text; `false` when it cannot
+   * be handed to the broker now because the broker is away (what it carried is counted
+   * `disconnected`); `"full"` when the transport's own bound on what waits for the broker
+   * refused it (counted `queueFull`). A refused text is counted by this host only: roar does
+   * not number it, so no other host counts it again. A promise that rejects later is not
+   * counted here — the broker may or may not have taken the text — but by each receiving host,
+   * as a gap in the numbers, if the text was lost.
    */
-  publish(channel: BusChannel, text: string): boolean | Promise<unknown>;
-  /** Resolves once the broker has taken in every subscribe, unsubscribe and publish so far. */
+  publish(channel: BusChannel, text: string): boolean | "full" | Promise<unknown>;
+  /**
+   * Bytes this process holds for the broker now: texts published and not yet handed to the
+   * kernel (a client's outbound buffer), or, for a client that keeps each command until its
+   * reply, not yet answered. A stalled broker reads nothing, so they pile up here: roar bounds
+   * them (in bytes, and in the messages they carry) and drops and counts what is beyond, as for
+   * any slow neighbour. Omit it where the client cannot tell; nothing then bounds the client.
+   */
+  heldBytes?(): number;
+  /**
+   * Resolves once the broker has taken in every subscribe, unsubscribe and publish so far.
+   * roar also calls it at each keepalive to learn whether the broker answers this host: while
+   * it does not (it rejects, or has not resolved by the next keepalive), other hosts' silence is
+   * put down to the broker and they are not forgotten. So it must not resolve before the
+   * broker has answered.
+   */
   flush(): Promise<void>;
 }
 

@@ -8,14 +8,23 @@
  * them to the hosts subscribed there. `seq` numbers the first payload; each
  * host numbers what it publishes on each topic channel, so a receiver sees a gap — counted in
  * `droppedDisconnected` — where a broker outage lost messages, and drops what it has already
- * seen.
+ * seen. Only what the transport took is numbered: a text it refused is counted by this host
+ * (`queueFull` or `disconnected`) and leaves no gap, so no receiver counts it again.
+ *
+ * Bound: what the broker client holds for the server (see {@link BusTransport.heldBytes}) is
+ * this link's queue. A stalled server reads nothing, so it grows until the link's bound drops
+ * and counts what is beyond; the texts published are remembered in order with their sizes, so
+ * the bytes the client holds tell how many messages it holds.
  *
  * Hosts speak to each other over the hosts channel (everyone) and node channels (one host):
  *  - `["h", origin, reply, interest]` hello with everything the origin wants; a host answers a
  *    hello with `reply` 0 on the origin's node channel;
  *  - `["i", origin, scope, topic, on]` a change of interest;
- *  - `["k", origin]` keepalive, every {@link KEEPALIVE_MS}; a host not heard from for three is
- *    forgotten, with its interest;
+ *  - `["k", origin]` keepalive, every {@link KEEPALIVE_MS}; a host not heard from for
+ *    {@link SILENT_TICKS} of them is forgotten, with its interest. Only keepalives missed
+ *    while the broker answers this host count: a stalled broker silences every host at once,
+ *    and forgetting them would lose, counted nowhere, what is published for them meanwhile —
+ *    instead their interest stands, and what the stall holds up is bounded like any queue;
  *  - `["b", origin]` bye;
  *  - `["s", origin, id]` / `["S", origin, id]` sync: the receiver runs a sync through its own
  *    processes and answers. A broker delivers one publisher's texts in order, across channels,
@@ -31,6 +40,8 @@ import { Link, type LinkBounds } from "./link.js";
 
 /** How often a host says it is alive, in milliseconds. */
 export const KEEPALIVE_MS = 2000;
+/** How many keepalives in a row, missed while the broker answers, make a host forgotten. */
+export const SILENT_TICKS = 3;
 /** What the JSON of a data text adds to its payloads, at most, in bytes (origin and seq). */
 const TEXT_OVERHEAD = 320;
 
@@ -52,14 +63,38 @@ export interface BusLinkEvents {
   malformed(): void;
 }
 
+/** Another host on the broker, as this one knows it. */
+interface KnownHost {
+  /** What it wants. */
+  interest: Map<Scope, Set<Topic>>;
+  /** Whether it spoke since the last keepalive tick. */
+  heard: boolean;
+  /** Ticks in a row, while the broker answered, that it was silent. */
+  silent: number;
+}
+
+/** One text handed to the transport and perhaps still held by its client. */
+interface HeldText {
+  /** Its length, in UTF-16 units: at most its bytes for the broker, so the count errs toward held. */
+  size: number;
+  /** How many messages it carries (0 for what hosts say to each other). */
+  messages: number;
+}
+
+/**
+ * Whether the broker answered this host lately: `waiting` for a probe (a flush) sent at the
+ * last tick, `answered` it, or it `failed` (the connection is down); `idle` before the first.
+ */
+type Probe = "idle" | "waiting" | "answered" | "failed";
+
 /** @internal */
 export class BusLink extends Link {
   readonly kind = "bus";
   readonly #bus: BusTransport;
   readonly #node: string;
   readonly #events: BusLinkEvents;
-  /** What each other host wants, and when it was last heard from. */
-  readonly #hosts = new Map<string, { interest: Map<Scope, Set<Topic>>; seen: number }>();
+  /** Every other host known on the broker. */
+  readonly #hosts = new Map<string, KnownHost>();
   /** How many other hosts want each (scope, topic). */
   readonly #wanted = new Map<Scope, Map<Topic, number>>();
   /** What this host wants, as its hub said. */
@@ -75,6 +110,14 @@ export class BusLink extends Link {
   #nextAsked = 1;
   #busy = false;
   readonly #keepalive: NodeJS.Timeout;
+  #probe: Probe = "idle";
+  /** Texts handed to the transport, oldest first from `#heldHead`, that its client may still hold. */
+  #held: HeldText[] = [];
+  #heldHead = 0;
+  /** The sizes of the texts in `#held` from `#heldHead`, summed. */
+  #heldSize = 0;
+  /** The messages of the texts in `#held` from `#heldHead`, summed. */
+  #heldCount = 0;
 
   constructor(bus: BusTransport, node: string, bounds: LinkBounds, events: BusLinkEvents) {
     super(bounds);
@@ -114,7 +157,7 @@ export class BusLink extends Link {
     if (!isNode(origin)) return this.#events.malformed();
     if (origin === this.#node) return; // The broker echoed what this host said to everyone.
     const host = this.#hosts.get(origin);
-    if (host !== undefined) host.seen = performance.now();
+    if (host !== undefined) host.heard = true;
     switch (kind) {
       case "h":
         if ((value[2] !== 0 && value[2] !== 1) || !isInterest(value[3])) return this.#events.malformed();
@@ -203,12 +246,26 @@ export class BusLink extends Link {
     return this.#busy ? 1 : 0;
   }
 
-  protected heldMessages(): number {
-    return 0;
+  /** Messages in the texts the broker client still holds: the newest ones, whose sizes cover the bytes it holds. */
+  protected override heldMessages(): number {
+    const bytes = this.heldBytes();
+    const held = this.#held;
+    // The client sends texts in the order it took them: what it holds is the newest ones.
+    while (this.#heldHead < held.length && this.#heldSize - (held[this.#heldHead] as HeldText).size >= bytes) {
+      const text = held[this.#heldHead++] as HeldText;
+      this.#heldSize -= text.size;
+      this.#heldCount -= text.messages;
+    }
+    if (this.#heldHead > 1024 && this.#heldHead * 2 > held.length) {
+      this.#held = held.slice(this.#heldHead);
+      this.#heldHead = 0;
+    }
+    return this.#heldCount;
   }
 
-  protected heldBytes(): number {
-    return 0;
+  /** Bytes the broker client holds for the server, as the transport tells (0 where it cannot). */
+  protected override heldBytes(): number {
+    return this.#bus.heldBytes?.() ?? 0;
   }
 
   protected detach(): void {
@@ -259,10 +316,27 @@ export class BusLink extends Link {
       this.#publish(scope, topic, payloads.slice(half));
       return;
     }
-    numbers.set(topic, seq + payloads.length);
     const published = this.#bus.publish({ kind: "topic", scope, topic }, text);
-    if (published === false) this.counters.droppedDisconnected += payloads.length;
-    else if (published !== true) published.catch(() => (this.counters.droppedDisconnected += payloads.length));
+    if (published === false || published === "full") {
+      // Not numbered: the next text takes these numbers, so no receiver sees a gap and counts
+      // these again. The transport's reason is the one counted.
+      if (published === "full") this.countDropped(payloads.length);
+      else this.counters.droppedDisconnected += payloads.length;
+      return;
+    }
+    numbers.set(topic, seq + payloads.length);
+    this.#hold(text.length, payloads.length);
+    // The broker may have taken a text whose answer was lost: a text really lost is counted by
+    // each receiver, as the gap it leaves, and not here.
+    if (published !== true) published.catch(() => undefined);
+  }
+
+  /** Remembers a text the transport took, for {@link BusLink.heldMessages}. */
+  #hold(size: number, messages: number): void {
+    if (this.#bus.heldBytes === undefined) return;
+    this.#held.push({ size, messages });
+    this.#heldSize += size;
+    this.#heldCount += messages;
   }
 
   #onMessages(scope: Scope, topic: Topic, text: string): void {
@@ -327,7 +401,7 @@ export class BusLink extends Link {
   /** A host said hello: what it wants replaces what was known. */
   #hello(origin: string, interest: readonly InterestKey[]): void {
     let host = this.#hosts.get(origin);
-    if (host === undefined) this.#hosts.set(origin, (host = { interest: new Map(), seen: performance.now() }));
+    if (host === undefined) this.#hosts.set(origin, (host = { interest: new Map(), heard: true, silent: 0 }));
     const wanted = new Set(interest.map(([scope, topic]) => JSON.stringify([scope, topic])));
     for (const [scope, topics] of [...host.interest]) {
       for (const topic of [...topics]) if (!wanted.has(JSON.stringify([scope, topic]))) this.#setInterest(host.interest, scope, topic, false);
@@ -395,8 +469,23 @@ export class BusLink extends Link {
 
   #tick(): void {
     this.#say(HOSTS, ["k", this.#node]);
-    const silentSince = performance.now() - 3 * KEEPALIVE_MS;
-    for (const [node, host] of [...this.#hosts]) if (host.seen < silentSince) this.#forget(node);
+    const answered = this.#probe === "answered";
+    // A probe that has not come back is a broker that stalls: no second one piles up behind it.
+    if (this.#probe !== "waiting") {
+      this.#probe = "waiting";
+      this.#bus.flush().then(
+        () => (this.#probe = "answered"),
+        () => (this.#probe = "failed"),
+      );
+    }
+    // Silence while the broker did not answer is the broker's, not the hosts'.
+    if (!answered) return;
+    for (const [node, host] of [...this.#hosts]) {
+      if (host.heard) {
+        host.heard = false;
+        host.silent = 0;
+      } else if (++host.silent >= SILENT_TICKS) this.#forget(node);
+    }
   }
 
   /**
@@ -414,7 +503,10 @@ export class BusLink extends Link {
 
   #say(channel: BusChannel, frame: readonly unknown[]): void {
     // Hosts say hello again after an outage, which makes up for what is lost here.
-    const published = this.#bus.publish(channel, JSON.stringify(frame));
+    const text = JSON.stringify(frame);
+    const published = this.#bus.publish(channel, text);
+    if (published === false || published === "full") return;
+    this.#hold(text.length, 0);
     if (typeof published === "object") published.catch(() => undefined);
   }
 }

@@ -9,6 +9,11 @@
  * away, publishing fails at once (the offline queue is off) and what it carried is counted
  * lost; subscriptions are made again when the client reconnects.
  *
+ * ioredis writes each command to its socket at once; while the server does not read (stalled,
+ * or too slow), what is published waits in the socket's write buffer, with no limit.
+ * {@link RedisTransport.heldBytes} reports it, so the relay bounds it as it bounds every link;
+ * `maxPending` bounds, besides, how many publishes may wait for their answer.
+ *
  * @example
  * ```ts
  * import { RedisTransport } from "roar/redis";
@@ -32,7 +37,11 @@ export interface RedisTransportOptions {
   prefix?: string;
   /** The longest text published, in bytes. @defaultValue 16 MiB */
   maxPayload?: number;
-  /** How many publishes may wait for the server before more are dropped (and counted). @defaultValue 65536 */
+  /**
+   * How many publishes may wait for the server's answer before more messages are dropped
+   * (counted `queueFull` by the publishing host). What hosts say to each other (presence,
+   * interest) is never refused for it. @defaultValue 65536
+   */
   maxPending?: number;
 }
 
@@ -48,6 +57,7 @@ export class RedisTransport implements BusTransport {
   readonly #channels = new Map<string, BusChannel>();
   #publisher: Redis | undefined;
   #subscriber: Redis | undefined;
+  /** Publishes sent and not yet answered. */
   #pending = 0;
 
   /** @throws `RoarError` `ERR_ROAR_INVALID_OPTION` for bad options. */
@@ -124,11 +134,21 @@ export class RedisTransport implements BusTransport {
     this.#subscriber?.unsubscribe(name).catch(() => undefined);
   }
 
-  publish(channel: BusChannel, text: string): boolean | Promise<unknown> {
+  publish(channel: BusChannel, text: string): boolean | "full" | Promise<unknown> {
     const publisher = this.#publisher;
-    if (publisher === undefined || publisher.status !== "ready" || this.#pending >= this.#maxPending) return false;
+    if (publisher === undefined || publisher.status !== "ready") return false;
+    if (channel.kind === "topic" && this.#pending >= this.#maxPending) return "full";
     this.#pending++;
     return publisher.publish(this.#names.of(channel), text).finally(() => this.#pending--);
+  }
+
+  /**
+   * Bytes written to the publishing connection and not yet handed to the kernel. (What was
+   * handed on and is not yet answered is what a healthy server has not got round to: a burst
+   * published in one job is all unanswered until the job ends, and is no slow consumer.)
+   */
+  heldBytes(): number {
+    return this.#publisher?.stream?.writableLength ?? 0;
   }
 
   async flush(): Promise<void> {

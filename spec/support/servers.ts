@@ -7,8 +7,8 @@
  * (never by name) and waits for it to exit; `start()` runs it again on the same port, as a
  * restarted broker would. Every server still running when the process exits is killed.
  *
- * Redis runs with `--save "" --appendonly no` (nothing on disk); NATS's `max_payload`, which
- * the installed 2.9 has no command-line flag for, goes through a config file.
+ * Redis runs with `--save "" --appendonly no` (nothing on disk); NATS's `max_payload` and
+ * `max_pending`, which the installed 2.9 has no command-line flags for, go through a config file.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -29,6 +29,12 @@ export interface ServerOptions {
   pass?: string;
   /** NATS: the server's `max_payload`, in bytes (through a config file). */
   maxPayload?: number;
+  /**
+   * How much the server may buffer for one subscriber before it drops it as a slow consumer,
+   * in bytes: NATS's `max_pending` (default 64 MiB); Redis's pub/sub output buffer limit
+   * (default 32 MiB), where 0 means none. For a test whose subscribers take a burst larger than that at once.
+   */
+  subscriberBuffer?: number;
   /** How long to wait for the server to be ready (and to exit), in milliseconds. @defaultValue 20000 */
   timeout?: number;
 }
@@ -170,10 +176,11 @@ export class BrokerServer {
   }
 
   #args(port: number, configFile: string | undefined): string[] {
-    const { password, token, user, pass } = this.options;
+    const { password, token, user, pass, subscriberBuffer } = this.options;
     if (this.kind === "redis") {
       const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "notice"];
       if (password !== undefined) args.push("--requirepass", password);
+      if (subscriberBuffer !== undefined) args.push("--client-output-buffer-limit", `pubsub ${subscriberBuffer} ${subscriberBuffer} 0`);
       return args;
     }
     const args = ["-a", "127.0.0.1", "-p", String(port)];
@@ -187,10 +194,14 @@ export class BrokerServer {
   async #spawn(port: number): Promise<void> {
     let folder: string | undefined;
     let configFile: string | undefined;
-    if (this.kind === "nats" && this.options.maxPayload !== undefined) {
+    const { maxPayload, subscriberBuffer } = this.options;
+    if (this.kind === "nats" && (maxPayload !== undefined || subscriberBuffer !== undefined)) {
       folder = mkdtempSync(join(tmpdir(), "roar-nats-"));
       configFile = join(folder, "nats.conf");
-      writeFileSync(configFile, `max_payload: ${this.options.maxPayload}\n`);
+      const lines: string[] = [];
+      if (maxPayload !== undefined) lines.push(`max_payload: ${maxPayload}`);
+      if (subscriberBuffer !== undefined) lines.push(`max_pending: ${subscriberBuffer}`);
+      writeFileSync(configFile, `${lines.join("\n")}\n`);
     }
     const { binary, ready } = BINARIES[this.kind];
     this.#log = [];
