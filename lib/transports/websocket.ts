@@ -4,8 +4,16 @@
  * A host listens, dials its peers, or both; roar on top keeps each pair of hosts to one
  * connection and routes so that star and full-mesh layouts both deliver exactly once. This
  * module only moves texts and guards the door:
+ *  - a listener lets a connection hold little before its first text (roar's handshake): a few
+ *    seconds, a few KiB, and one of `maxUnauthenticated` places (see door.ts);
  *  - a dialler sends the shared token in a header; a listener that expects one and gets a
- *    wrong or missing one closes the socket with code 4401 and says why;
+ *    wrong or missing one refuses the upgrade itself (HTTP 401, its reason in a header), so a
+ *    stranger never gets a WebSocket to send frames on. The dialler reports that as it does a
+ *    close with code 4401, which listeners of earlier versions sent after the upgrade;
+ *  - a listener without a token on an address other than loopback refuses to start unless
+ *    told `insecure: true` (then it warns): anyone who reaches the port could join the host,
+ *    and a `token: process.env.ROAR_TOKEN` whose variable is unset must not open it silently
+ *    (Redis's protected mode draws the same line);
  *  - `maxPayload` bounds what a peer may send in one frame (`ws` closes a socket that sends
  *    more, with code 1009, and the frame is counted as oversized); it is also told to roar, so
  *    that peers split their batches to fit and drop (and count) a single message that cannot;
@@ -17,26 +25,39 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import { isIPv4, isIPv6, type AddressInfo, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { SecureContextOptions } from "node:tls";
 import { debuglog } from "node:util";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { RoarError, describe } from "../errors.js";
-import type { Connection, ConnectionEvents, Transport, TransportContext } from "../transport.js";
+import { MAX_HANDSHAKE_BYTES, type Connection, type ConnectionEvents, type Transport, type TransportContext } from "../transport.js";
 import { assertOptions } from "../validate.js";
+import { Door, type DoorLimits, type Stranger } from "./door.js";
 
 const debug = debuglog("roar");
 
 /** The header a dialler sends its token in. */
 const TOKEN_HEADER = "x-roar-token";
-/** Close code of a connection refused for its token. */
+/** The header of a refused upgrade that says why, as a close reason would. */
+const REASON_HEADER = "x-roar-reason";
+/** Close code of a connection refused for its token, by listeners of earlier versions (after the upgrade). */
 export const CLOSE_UNAUTHORIZED = 4401;
 /** Close code of a connection that roar ends (protocol error, duplicate, relay closing). */
 const CLOSE_ROAR = 4000;
 /** How long a closing transport waits for peers to answer its close, in milliseconds. */
 const CLOSE_GRACE_MS = 1000;
 /** How long a dial may wait for the peer's upgrade, in milliseconds. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+const DIAL_TIMEOUT_MS = 10_000;
+/** The default of `handshakeTimeout`, in milliseconds. */
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 3000;
+/** The default of `maxUnauthenticated`. */
+const DEFAULT_MAX_UNAUTHENTICATED = 64;
+/**
+ * What a connection may send after its upgrade and before its first text is whole, in bytes:
+ * the longest first text roar takes (in UTF-8) and a frame header.
+ */
+const MAX_STRANGER_BYTES = 3 * MAX_HANDSHAKE_BYTES + 16;
 /** How long a connection must have lasted for its loss to be dialled again at once, in milliseconds. */
 const SERVED_MS = 1000;
 
@@ -83,6 +104,27 @@ export interface WebSocketTransportOptions {
   };
   /** See {@link Transport.awayTimeout}. @defaultValue 30000 */
   awayTimeout?: number;
+  /**
+   * Listening: how long, in milliseconds, a connection may take from its TCP accept to roar's
+   * handshake — TLS, upgrade and token included. Then it is closed and counted in
+   * `relay.stats().dropped.unauthenticated`.
+   * @defaultValue 3000
+   */
+  handshakeTimeout?: number;
+  /**
+   * Listening: how many connections may wait at once for their handshake. One more closes the
+   * oldest of them (counted in `dropped.unauthenticated`), so connections that never speak
+   * cannot lock out a host that shakes hands at once.
+   * @defaultValue 64
+   */
+  maxUnauthenticated?: number;
+  /**
+   * Listening without a `token` on an address other than loopback (or on every address) lets
+   * anyone who reaches the port join this host. Such a listener refuses to start unless this
+   * says it is meant (a network that is itself trusted), and then warns `ERR_ROAR_INSECURE`.
+   * @defaultValue false
+   */
+  insecure?: boolean;
 }
 
 /** The default `maxPayload`: 16 MiB. */
@@ -153,14 +195,30 @@ export class WebSocketTransport implements Transport {
   #context: TransportContext | undefined;
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
+  /** The listener's guard against connections that have not yet shaken hands. */
+  #door: Door | undefined;
+  readonly #limits: DoorLimits;
   #pinger: NodeJS.Timeout | undefined;
   #port: number | undefined;
   #closed = false;
 
   /** @throws {@link RoarError} `ERR_ROAR_INVALID_OPTION` for bad options. */
   constructor(options: WebSocketTransportOptions) {
-    assertOptions(options, "options", ["listen", "peers", "token", "tls", "maxPayload", "heartbeat", "retry", "awayTimeout"]);
-    const { listen, peers = [], token, tls, maxPayload, heartbeat, retry, awayTimeout } = options as WebSocketTransportOptions;
+    assertOptions(options, "options", [
+      "listen",
+      "peers",
+      "token",
+      "tls",
+      "maxPayload",
+      "heartbeat",
+      "retry",
+      "awayTimeout",
+      "handshakeTimeout",
+      "maxUnauthenticated",
+      "insecure",
+    ]);
+    const { listen, peers = [], token, tls, maxPayload, heartbeat, retry, awayTimeout, handshakeTimeout, maxUnauthenticated, insecure } =
+      options as WebSocketTransportOptions;
     if (listen !== undefined) {
       assertOptions(listen, "listen", ["port", "host"]);
       if (!(Number.isSafeInteger(listen.port) && listen.port >= 0 && listen.port <= 65535)) {
@@ -185,6 +243,17 @@ export class WebSocketTransport implements Transport {
     assertInteger(maxPayload, "maxPayload", 1024);
     assertInteger(heartbeat, "heartbeat", 0);
     assertInteger(awayTimeout, "awayTimeout", 0);
+    assertInteger(handshakeTimeout, "handshakeTimeout", 1);
+    assertInteger(maxUnauthenticated, "maxUnauthenticated", 1);
+    if (insecure !== undefined && typeof insecure !== "boolean") {
+      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.insecure\` must be a boolean, got ${describe(insecure)}`);
+    }
+    if (listen !== undefined && token === undefined && !isLoopback(listen.host) && insecure !== true) {
+      throw new RoarError(
+        "ERR_ROAR_INVALID_OPTION",
+        `listening on ${listen.host === undefined ? "every address" : describe(listen.host)} without \`options.token\` lets anyone who reaches the port join this host; set a \`token\` (on every host), listen on a loopback address, or pass \`insecure: true\` if the network itself is trusted`,
+      );
+    }
     if (retry !== undefined) {
       assertOptions(retry, "retry", ["min", "max"]);
       assertInteger(retry.min, "retry.min", 1);
@@ -197,6 +266,16 @@ export class WebSocketTransport implements Transport {
     this.#retryMin = retry?.min ?? 100;
     this.#retryMax = Math.max(retry?.max ?? 10_000, this.#retryMin);
     this.awayTimeout = awayTimeout;
+    this.#limits = {
+      timeout: handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      maxStrangers: maxUnauthenticated ?? DEFAULT_MAX_UNAUTHENTICATED,
+      maxBytes: MAX_STRANGER_BYTES,
+    };
+  }
+
+  /** The URLs this transport dials: `startRelay` waits until they are linked (see {@link Transport.peers}). */
+  get peers(): readonly string[] {
+    return this.#options.peers ?? [];
   }
 
   /** The port this transport listens on, once started; `undefined` if it does not listen. */
@@ -207,7 +286,16 @@ export class WebSocketTransport implements Transport {
   async start(context: TransportContext): Promise<void> {
     if (this.#context !== undefined) throw new RoarError("ERR_ROAR_UNSUPPORTED", "this transport was started already");
     this.#context = context;
-    if (this.#options.listen !== undefined) await this.#listen(this.#options.listen);
+    const listen = this.#options.listen;
+    if (listen !== undefined) {
+      await this.#listen(listen);
+      if (this.#options.token === undefined && !isLoopback(listen.host)) {
+        context.warn(
+          `the WebSocket transport listens on ${listen.host ?? "every address"}:${this.#port} without a token (\`insecure: true\`): anyone who reaches the port can join this host, read what it publishes and publish to it`,
+          "ERR_ROAR_INSECURE",
+        );
+      }
+    }
     if (this.#heartbeat !== 0) {
       this.#pinger = setInterval(() => this.#ping(), this.#heartbeat);
       this.#pinger.unref();
@@ -220,8 +308,9 @@ export class WebSocketTransport implements Transport {
     this.#closed = true;
     clearInterval(this.#pinger);
     for (const timer of this.#timers) clearTimeout(timer);
-    // Dials still waiting for their upgrade are given up.
+    // Dials still waiting for their upgrade are given up, and so are strangers at the door.
     for (const socket of this.#dialling) socket.terminate();
+    this.#door?.close();
     const closing = [...this.#connections].map(
       ({ socket }) => new Promise<void>((resolve) => (socket.readyState === WebSocket.CLOSED ? resolve() : socket.once("close", () => resolve()))),
     );
@@ -244,11 +333,20 @@ export class WebSocketTransport implements Transport {
   async #listen({ port, host }: { port: number; host?: string }): Promise<void> {
     const tls = this.#options.tls;
     const server = tls === undefined ? createHttpServer() : createHttpsServer(tls);
-    const wss = new WebSocketServer({ server, maxPayload: this.#maxPayload, perMessageDeflate: false });
-    wss.on("connection", (socket, request) => this.#accepted(socket, request));
+    const context = this.#context as TransportContext;
+    const door = new Door(this.#limits, (reason) => context.dropped(reason));
+    // ws's advice: authenticate in the server's "upgrade" event, before handleUpgrade, so a
+    // refused client never gets a WebSocket.
+    const wss = new WebSocketServer({ noServer: true, maxPayload: this.#maxPayload, perMessageDeflate: false });
+    // "connection" is the TCP accept, before TLS: the door's one timer covers every phase.
+    server.on("connection", (socket: Socket) => (this.#closed ? socket.destroy() : door.accept(socket)));
+    server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(request, socket, head));
+    // Anything but an upgrade is told what this port speaks, and the connection closed.
+    server.on("request", (_request, response) => response.writeHead(426, { connection: "close", "content-type": "text/plain" }).end("roar: a WebSocket port\n"));
     wss.on("error", (error) => debug("ws server error: %o", error));
     this.#server = server;
     this.#wss = wss;
+    this.#door = door;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => {
@@ -262,21 +360,32 @@ export class WebSocketTransport implements Transport {
     if (this.#closed) server.close();
   }
 
-  #accepted(socket: WebSocket, request: IncomingMessage): void {
-    const context = this.#context as TransportContext;
-    if (this.#closed) {
-      socket.close(CLOSE_ROAR, "roar: the relay closed");
+  /** An upgrade request: its token is checked before the WebSocket exists. */
+  #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", (error) => debug("ws upgrade socket error: %s", error.message));
+    const door = this.#door as Door;
+    const stranger = door.strangerOn(socket);
+    // Turned away while its request was parsed (its time was up), or the relay closed.
+    if (stranger === undefined || this.#closed) return void socket.destroy();
+    const refusal = this.#refusal(request);
+    if (refusal !== undefined) {
+      door.refused(stranger);
+      (this.#context as TransportContext).dropped("unauthenticated");
+      socket.end(`HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n${REASON_HEADER}: ${refusal}\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
       return;
     }
-    if (this.#token !== undefined) {
-      const offered = request.headers[TOKEN_HEADER];
-      if (typeof offered !== "string" || !timingSafeEqual(digest(offered), this.#token)) {
-        context.dropped("unauthenticated");
-        socket.close(CLOSE_UNAUTHORIZED, offered === undefined ? "roar: unauthorized: no token" : "roar: unauthorized: wrong token");
-        return;
-      }
-    }
-    this.#open(socket, undefined);
+    (this.#wss as WebSocketServer).handleUpgrade(request, socket, head, (ws) => {
+      door.watchBytes(stranger, socket);
+      this.#open(ws, undefined, stranger);
+    });
+  }
+
+  /** Why the token of `request` is refused, if it is. */
+  #refusal(request: IncomingMessage): string | undefined {
+    if (this.#token === undefined) return undefined;
+    const offered = request.headers[TOKEN_HEADER];
+    if (typeof offered === "string" && timingSafeEqual(digest(offered), this.#token)) return undefined;
+    return offered === undefined ? "roar: unauthorized: no token" : "roar: unauthorized: wrong token";
   }
 
   #dial(url: string, attempt: number): void {
@@ -293,24 +402,34 @@ export class WebSocketTransport implements Transport {
       ...tls,
       maxPayload: this.#maxPayload,
       perMessageDeflate: false,
-      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      handshakeTimeout: DIAL_TIMEOUT_MS,
       headers: token === undefined ? {} : { [TOKEN_HEADER]: token },
     });
     this.#dialling.add(socket);
     let openedAt: number | undefined;
+    /** Why the listener refused the token, if it did: before the upgrade (401) or after (4401). */
+    let unauthorized: string | undefined;
+    socket.on("unexpected-response", (_request, response) => {
+      if (response.statusCode === 401) unauthorized = String(response.headers[REASON_HEADER] ?? "roar: unauthorized");
+      else debug("ws dial %s: HTTP %d instead of an upgrade", url, response.statusCode);
+      // ws leaves a refused upgrade to whoever listens for it: end it, which closes the socket.
+      socket.terminate();
+    });
     socket.on("open", () => {
       this.#dialling.delete(socket);
       openedAt = performance.now();
-      this.#open(socket, url);
+      this.#open(socket, url, undefined);
     });
     socket.on("close", (code, reason) => {
       this.#dialling.delete(socket);
-      if (code === CLOSE_UNAUTHORIZED) {
-        context.warn(`the host at ${url} refused this host's token (${reason.toString()}); set the same \`token\` on both`, "ERR_ROAR_UNAUTHORIZED");
+      if (code === CLOSE_UNAUTHORIZED) unauthorized = reason.toString();
+      if (unauthorized !== undefined) {
+        context.warn(`the host at ${url} refused this host's token (${unauthorized}); set the same \`token\` on both`, "ERR_ROAR_UNAUTHORIZED");
+        context.unreachable(url, `it refused this host's token: ${unauthorized}`);
       }
       // A connection that served a while and then dropped is dialled again soon; one that
       // failed, was refused or closed at once (a duplicate, this very host) later each time.
-      const served = openedAt !== undefined && performance.now() - openedAt > SERVED_MS && code !== CLOSE_UNAUTHORIZED;
+      const served = openedAt !== undefined && performance.now() - openedAt > SERVED_MS && unauthorized === undefined;
       const next = served ? 0 : attempt + 1;
       const backoff = Math.min(this.#retryMax, this.#retryMin * 2 ** next);
       // Jitter: between half and all of the backoff.
@@ -319,12 +438,19 @@ export class WebSocketTransport implements Transport {
     socket.on("error", (error) => debug("ws dial %s: %s", url, error.message));
   }
 
-  #open(socket: WebSocket, dialled: string | undefined): void {
+  /** A WebSocket opened; `stranger` is its place at the door, for one accepted and not yet heard. */
+  #open(socket: WebSocket, dialled: string | undefined, stranger: Stranger | undefined): void {
     const connection = new SocketConnection(socket, dialled, this.#maxPayload);
     this.#connections.add(connection);
     const events: ConnectionEvents = (this.#context as TransportContext).connected(connection);
+    let atDoor = stranger;
     socket.on("message", (data: RawData) => {
       connection.alive = true;
+      if (atDoor !== undefined) {
+        // Its first text: roar's handshake check takes over from the door.
+        this.#door?.admit(atDoor);
+        atDoor = undefined;
+      }
       events.receive(data.toString());
     });
     socket.on("pong", () => (connection.alive = true));
@@ -358,6 +484,16 @@ export class WebSocketTransport implements Transport {
     }, ms);
     this.#timers.add(timer);
   }
+}
+
+/** Whether `host` names this machine only: a loopback address, or `localhost`. */
+function isLoopback(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const name = host.replace(/^\[|\]$/g, "").toLowerCase();
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  if (isIPv4(name)) return name.startsWith("127.");
+  if (isIPv6(name)) return name === "::1" || /^(0{1,4}:){7}0{0,3}1$/.test(name) || /^::ffff:127\./.test(name);
+  return false;
 }
 
 function isWebSocketUrl(value: unknown): boolean {
