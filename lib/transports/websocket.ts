@@ -20,20 +20,23 @@
  *  - heartbeats: every `heartbeat` milliseconds each side pings; a peer that has not answered
  *    the previous ping, nor sent anything since, is taken for dead and its socket ended;
  *  - a dialled connection that drops is dialled again after a backoff that doubles up to
- *    `retry.max`, with jitter, so hosts that restart together do not dial in lockstep.
+ *    `retry.max`, with jitter, so hosts that restart together do not dial in lockstep;
+ *  - it names its `peers`, so `startRelay` waits until they are linked; a peer that refuses
+ *    the token is reported unreachable at once (dialling goes on, in case it is fixed there).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import { isIPv4, isIPv6, type AddressInfo, type Socket } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { SecureContextOptions } from "node:tls";
 import { debuglog } from "node:util";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
-import { RoarError, describe } from "../errors.js";
-import { MAX_HANDSHAKE_BYTES, type Connection, type ConnectionEvents, type Transport, type TransportContext } from "../transport.js";
-import { assertOptions } from "../validate.js";
-import { Door, type DoorLimits, type Stranger } from "./door.js";
+import { RoarError } from "../errors.js";
+import type { Connection, ConnectionEvents, Transport, TransportContext } from "../transport.js";
+import { Door, type Stranger } from "./door.js";
+import { isLoopback, settingsOf, type Settings, type WebSocketTransportOptions } from "./websocket-options.js";
+
+export { DEFAULT_MAX_PAYLOAD, type WebSocketTransportOptions } from "./websocket-options.js";
 
 const debug = debuglog("roar");
 
@@ -49,92 +52,10 @@ const CLOSE_ROAR = 4000;
 const CLOSE_GRACE_MS = 1000;
 /** How long a dial may wait for the peer's upgrade, in milliseconds. */
 const DIAL_TIMEOUT_MS = 10_000;
-/** The default of `handshakeTimeout`, in milliseconds. */
-const DEFAULT_HANDSHAKE_TIMEOUT_MS = 3000;
-/** The default of `maxUnauthenticated`. */
-const DEFAULT_MAX_UNAUTHENTICATED = 64;
-/**
- * What a connection may send after its upgrade and before its first text is whole, in bytes:
- * the longest first text roar takes (in UTF-8) and a frame header.
- */
-const MAX_STRANGER_BYTES = 3 * MAX_HANDSHAKE_BYTES + 16;
 /** How long a connection must have lasted for its loss to be dialled again at once, in milliseconds. */
 const SERVED_MS = 1000;
 
-/** Options of {@link WebSocketTransport}. */
-export interface WebSocketTransportOptions {
-  /** Where to listen for other hosts. `port: 0` picks a free port (see {@link WebSocketTransport.port}). */
-  listen?: {
-    /** The port, 0 to 65535; 0 picks a free one. */
-    port: number;
-    /** The address to listen on, such as `"127.0.0.1"`. @defaultValue every address */
-    host?: string;
-  };
-  /** URLs of hosts to dial, `ws://host:port` or `wss://host:port`. */
-  peers?: readonly string[];
-  /** A shared secret: dialled hosts must present it, and this host presents it when dialling. */
-  token?: string;
-  /**
-   * TLS. When listening, `cert` and `key` (or `pfx`) make the listener speak `wss://`; when
-   * dialling `wss://` peers, `ca` says whom to trust (and `cert`/`key` present a client
-   * certificate where the peer asks for one).
-   */
-  tls?: SecureContextOptions & {
-    /** Dialling: refuse a peer whose certificate `ca` does not vouch for. @defaultValue true */
-    rejectUnauthorized?: boolean;
-    /** Listening: ask diallers for a client certificate. @defaultValue false */
-    requestCert?: boolean;
-    /** Dialling: the name to check the peer's certificate against. @defaultValue the URL's host */
-    servername?: string;
-  };
-  /**
-   * The largest frame a peer may send, in bytes. Peers keep their batches within it and drop
-   * (and count) a message that alone exceeds it.
-   * @defaultValue 16 MiB
-   */
-  maxPayload?: number;
-  /** How often to ping peers, in milliseconds; a peer silent for two intervals is dropped. 0 turns it off. @defaultValue 10000 */
-  heartbeat?: number;
-  /** Backoff between attempts to dial a peer, in milliseconds. @defaultValue `{ min: 100, max: 10000 }` */
-  retry?: {
-    /** The first wait, in milliseconds. @defaultValue 100 */
-    min?: number;
-    /** The longest wait, in milliseconds. @defaultValue 10000 */
-    max?: number;
-  };
-  /** See {@link Transport.awayTimeout}. @defaultValue 30000 */
-  awayTimeout?: number;
-  /**
-   * Listening: how long, in milliseconds, a connection may take from its TCP accept to roar's
-   * handshake — TLS, upgrade and token included. Then it is closed and counted in
-   * `relay.stats().dropped.unauthenticated`.
-   * @defaultValue 3000
-   */
-  handshakeTimeout?: number;
-  /**
-   * Listening: how many connections may wait at once for their handshake. One more closes the
-   * oldest of them (counted in `dropped.unauthenticated`), so connections that never speak
-   * cannot lock out a host that shakes hands at once.
-   * @defaultValue 64
-   */
-  maxUnauthenticated?: number;
-  /**
-   * Listening without a `token` on an address other than loopback (or on every address) lets
-   * anyone who reaches the port join this host. Such a listener refuses to start unless this
-   * says it is meant (a network that is itself trusted), and then warns `ERR_ROAR_INSECURE`.
-   * @defaultValue false
-   */
-  insecure?: boolean;
-}
 
-/** The default `maxPayload`: 16 MiB. */
-export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
-
-function assertInteger(value: unknown, name: string, min: number): void {
-  if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= min)) {
-    throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.${name}\` must be an integer ≥ ${min}, got ${describe(value)}`);
-  }
-}
 
 function digest(token: string): Buffer {
   return createHash("sha256").update(token).digest();
@@ -182,12 +103,9 @@ class SocketConnection implements Connection {
 export class WebSocketTransport implements Transport {
   readonly name = "ws";
   readonly awayTimeout: number | undefined;
-  readonly #options: WebSocketTransportOptions;
+  readonly #settings: Settings;
+  /** The digest of the token, compared in constant time. */
   readonly #token: Buffer | undefined;
-  readonly #maxPayload: number;
-  readonly #heartbeat: number;
-  readonly #retryMin: number;
-  readonly #retryMax: number;
   readonly #connections = new Set<SocketConnection>();
   readonly #timers = new Set<NodeJS.Timeout>();
   /** Sockets dialled and not yet open. */
@@ -197,85 +115,21 @@ export class WebSocketTransport implements Transport {
   #wss: WebSocketServer | undefined;
   /** The listener's guard against connections that have not yet shaken hands. */
   #door: Door | undefined;
-  readonly #limits: DoorLimits;
   #pinger: NodeJS.Timeout | undefined;
   #port: number | undefined;
   #closed = false;
 
   /** @throws {@link RoarError} `ERR_ROAR_INVALID_OPTION` for bad options. */
   constructor(options: WebSocketTransportOptions) {
-    assertOptions(options, "options", [
-      "listen",
-      "peers",
-      "token",
-      "tls",
-      "maxPayload",
-      "heartbeat",
-      "retry",
-      "awayTimeout",
-      "handshakeTimeout",
-      "maxUnauthenticated",
-      "insecure",
-    ]);
-    const { listen, peers = [], token, tls, maxPayload, heartbeat, retry, awayTimeout, handshakeTimeout, maxUnauthenticated, insecure } =
-      options as WebSocketTransportOptions;
-    if (listen !== undefined) {
-      assertOptions(listen, "listen", ["port", "host"]);
-      if (!(Number.isSafeInteger(listen.port) && listen.port >= 0 && listen.port <= 65535)) {
-        throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.listen.port\` must be an integer from 0 to 65535, got ${describe(listen.port)}`);
-      }
-      if (listen.host !== undefined && typeof listen.host !== "string") {
-        throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.listen.host\` must be a string, got ${describe(listen.host)}`);
-      }
-    }
-    if (!Array.isArray(peers) || !peers.every(isWebSocketUrl)) {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.peers\` must be an array of ws:// or wss:// URLs, got ${describe(peers)}`);
-    }
-    if (listen === undefined && peers.length === 0) {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", "a WebSocketTransport needs `listen`, `peers`, or both");
-    }
-    if (token !== undefined && (typeof token !== "string" || token.length === 0)) {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.token\` must be a non-empty string, got ${describe(token)}`);
-    }
-    if (tls !== undefined && (typeof tls !== "object" || tls === null)) {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.tls\` must be an object of TLS options, got ${describe(tls)}`);
-    }
-    assertInteger(maxPayload, "maxPayload", 1024);
-    assertInteger(heartbeat, "heartbeat", 0);
-    assertInteger(awayTimeout, "awayTimeout", 0);
-    assertInteger(handshakeTimeout, "handshakeTimeout", 1);
-    assertInteger(maxUnauthenticated, "maxUnauthenticated", 1);
-    if (insecure !== undefined && typeof insecure !== "boolean") {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.insecure\` must be a boolean, got ${describe(insecure)}`);
-    }
-    if (listen !== undefined && token === undefined && !isLoopback(listen.host) && insecure !== true) {
-      throw new RoarError(
-        "ERR_ROAR_INVALID_OPTION",
-        `listening on ${listen.host === undefined ? "every address" : describe(listen.host)} without \`options.token\` lets anyone who reaches the port join this host; set a \`token\` (on every host), listen on a loopback address, or pass \`insecure: true\` if the network itself is trusted`,
-      );
-    }
-    if (retry !== undefined) {
-      assertOptions(retry, "retry", ["min", "max"]);
-      assertInteger(retry.min, "retry.min", 1);
-      assertInteger(retry.max, "retry.max", 1);
-    }
-    this.#options = { ...options, peers: [...peers] };
-    this.#token = token === undefined ? undefined : digest(token);
-    this.#maxPayload = maxPayload ?? DEFAULT_MAX_PAYLOAD;
-    this.#heartbeat = heartbeat ?? 10_000;
-    this.#retryMin = retry?.min ?? 100;
-    this.#retryMax = Math.max(retry?.max ?? 10_000, this.#retryMin);
-    this.awayTimeout = awayTimeout;
-    this.#limits = {
-      timeout: handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
-      maxStrangers: maxUnauthenticated ?? DEFAULT_MAX_UNAUTHENTICATED,
-      maxBytes: MAX_STRANGER_BYTES,
-    };
+    const settings = settingsOf(options);
+    this.#settings = settings;
+    this.#token = settings.token === undefined ? undefined : digest(settings.token);
+    this.awayTimeout = settings.awayTimeout;
   }
 
   /** The URLs this transport dials: `startRelay` waits until they are linked (see {@link Transport.peers}). */
   get peers(): readonly string[] {
-    return this.#options.peers ?? [];
+    return this.#settings.peers;
   }
 
   /** The port this transport listens on, once started; `undefined` if it does not listen. */
@@ -286,21 +140,21 @@ export class WebSocketTransport implements Transport {
   async start(context: TransportContext): Promise<void> {
     if (this.#context !== undefined) throw new RoarError("ERR_ROAR_UNSUPPORTED", "this transport was started already");
     this.#context = context;
-    const listen = this.#options.listen;
+    const listen = this.#settings.listen;
     if (listen !== undefined) {
       await this.#listen(listen);
-      if (this.#options.token === undefined && !isLoopback(listen.host)) {
+      if (this.#settings.token === undefined && !isLoopback(listen.host)) {
         context.warn(
           `the WebSocket transport listens on ${listen.host ?? "every address"}:${this.#port} without a token (\`insecure: true\`): anyone who reaches the port can join this host, read what it publishes and publish to it`,
           "ERR_ROAR_INSECURE",
         );
       }
     }
-    if (this.#heartbeat !== 0) {
-      this.#pinger = setInterval(() => this.#ping(), this.#heartbeat);
+    if (this.#settings.heartbeat !== 0) {
+      this.#pinger = setInterval(() => this.#ping(), this.#settings.heartbeat);
       this.#pinger.unref();
     }
-    for (const peer of this.#options.peers ?? []) this.#dial(peer, 0);
+    for (const peer of this.#settings.peers) this.#dial(peer, 0);
   }
 
   async close(): Promise<void> {
@@ -331,13 +185,13 @@ export class WebSocketTransport implements Transport {
   }
 
   async #listen({ port, host }: { port: number; host?: string }): Promise<void> {
-    const tls = this.#options.tls;
+    const tls = this.#settings.tls;
     const server = tls === undefined ? createHttpServer() : createHttpsServer(tls);
     const context = this.#context as TransportContext;
-    const door = new Door(this.#limits, (reason) => context.dropped(reason));
+    const door = new Door(this.#settings.door, (reason) => context.dropped(reason));
     // ws's advice: authenticate in the server's "upgrade" event, before handleUpgrade, so a
     // refused client never gets a WebSocket.
-    const wss = new WebSocketServer({ noServer: true, maxPayload: this.#maxPayload, perMessageDeflate: false });
+    const wss = new WebSocketServer({ noServer: true, maxPayload: this.#settings.maxPayload, perMessageDeflate: false });
     // "connection" is the TCP accept, before TLS: the door's one timer covers every phase.
     server.on("connection", (socket: Socket) => (this.#closed ? socket.destroy() : door.accept(socket)));
     server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(request, socket, head));
@@ -393,14 +247,14 @@ export class WebSocketTransport implements Transport {
     const context = this.#context as TransportContext;
     if (context.isLinked(url)) {
       // Linked by the connection the peer dialled: look again later, in case it drops.
-      this.#later(() => this.#dial(url, 0), this.#retryMax);
+      this.#later(() => this.#dial(url, 0), this.#settings.retryMax);
       return;
     }
-    const tls = this.#options.tls;
-    const token = this.#options.token;
+    const tls = this.#settings.tls;
+    const token = this.#settings.token;
     const socket = new WebSocket(url, {
       ...tls,
-      maxPayload: this.#maxPayload,
+      maxPayload: this.#settings.maxPayload,
       perMessageDeflate: false,
       handshakeTimeout: DIAL_TIMEOUT_MS,
       headers: token === undefined ? {} : { [TOKEN_HEADER]: token },
@@ -431,7 +285,7 @@ export class WebSocketTransport implements Transport {
       // failed, was refused or closed at once (a duplicate, this very host) later each time.
       const served = openedAt !== undefined && performance.now() - openedAt > SERVED_MS && unauthorized === undefined;
       const next = served ? 0 : attempt + 1;
-      const backoff = Math.min(this.#retryMax, this.#retryMin * 2 ** next);
+      const backoff = Math.min(this.#settings.retryMax, this.#settings.retryMin * 2 ** next);
       // Jitter: between half and all of the backoff.
       this.#later(() => this.#dial(url, next), backoff * (0.5 + Math.random() / 2));
     });
@@ -440,7 +294,7 @@ export class WebSocketTransport implements Transport {
 
   /** A WebSocket opened; `stranger` is its place at the door, for one accepted and not yet heard. */
   #open(socket: WebSocket, dialled: string | undefined, stranger: Stranger | undefined): void {
-    const connection = new SocketConnection(socket, dialled, this.#maxPayload);
+    const connection = new SocketConnection(socket, dialled, this.#settings.maxPayload);
     this.#connections.add(connection);
     const events: ConnectionEvents = (this.#context as TransportContext).connected(connection);
     let atDoor = stranger;
@@ -483,25 +337,5 @@ export class WebSocketTransport implements Transport {
       run();
     }, ms);
     this.#timers.add(timer);
-  }
-}
-
-/** Whether `host` names this machine only: a loopback address, or `localhost`. */
-function isLoopback(host: string | undefined): boolean {
-  if (host === undefined) return false;
-  const name = host.replace(/^\[|\]$/g, "").toLowerCase();
-  if (name === "localhost" || name.endsWith(".localhost")) return true;
-  if (isIPv4(name)) return name.startsWith("127.");
-  if (isIPv6(name)) return name === "::1" || /^(0{1,4}:){7}0{0,3}1$/.test(name) || /^::ffff:127\./.test(name);
-  return false;
-}
-
-function isWebSocketUrl(value: unknown): boolean {
-  if (typeof value !== "string") return false;
-  try {
-    const url = new URL(value);
-    return url.protocol === "ws:" || url.protocol === "wss:";
-  } catch {
-    return false;
   }
 }
