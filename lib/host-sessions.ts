@@ -93,7 +93,7 @@ export class HostSessions {
   #lastDial = 0;
   /** The `startRelay` calls waiting for peers; each is settled once, then removed. */
   readonly #peerWaits = new Set<PeerWait>();
-  /** Why a configured peer could not be linked, as its transport said; forgotten once it links. */
+  /** Why a peer some wait is for could not be linked, as its transport said; forgotten when that wait ends. */
   readonly #unreachable = new Map<string, string>();
   readonly counters: SessionCounters = { malformed: 0, oversized: 0, unauthenticated: 0 };
   readonly #events: HostLinkEvents = {
@@ -143,6 +143,8 @@ export class HostSessions {
         return node !== undefined && (node === this.#hub.node || this.#links.get(node)?.connection !== undefined);
       },
       unreachable: (address, reason) => {
+        // Kept only while a startRelay waits for the address, to name the reason when it gives up.
+        if (![...this.#peerWaits].some((wait) => wait.pending.has(address))) return;
         this.#unreachable.set(address, reason);
         this.#checkPeers();
       },
@@ -171,10 +173,10 @@ export class HostSessions {
     const timer = setTimeout(() => this.#endWait(wait), timeout);
     await settled;
     clearTimeout(timer);
-    if (this.#closed) return;
     const missing = [...addresses].filter((address) => !this.#peerLinked(address));
-    if (missing.length === 0) return;
     const why = missing.map((address) => `${address} (${this.#unreachable.get(address) ?? `no answer within ${timeout} ms`})`);
+    for (const address of addresses) this.#unreachable.delete(address);
+    if (missing.length === 0 || this.#closed) return;
     this.#warn(
       `startRelay: not linked to ${why.join(", ")}; this host goes on dialling and links once they answer, but what is published before then does not reach them. Raise \`connectTimeout\` if they are only slow to start.`,
       "ERR_ROAR_PEER_UNREACHABLE",
@@ -194,12 +196,7 @@ export class HostSessions {
   #checkPeers(): void {
     for (const wait of this.#peerWaits) {
       for (const address of wait.pending) {
-        if (this.#peerLinked(address)) {
-          this.#unreachable.delete(address);
-          wait.pending.delete(address);
-        } else if (this.#unreachable.has(address)) {
-          wait.pending.delete(address);
-        }
+        if (this.#peerLinked(address) || this.#unreachable.has(address)) wait.pending.delete(address);
       }
       if (wait.pending.size === 0) this.#endWait(wait);
     }
