@@ -11,6 +11,17 @@
  * one it dialled last stays (the older one is likely dead): `dial` numbers the connections a
  * host dials, so both sides agree on which is newer whatever order the handshakes arrive in.
  *
+ * The handshake is the door: a first text longer than {@link MAX_HANDSHAKE_BYTES} is refused
+ * before it is parsed (a stranger's 15 MB of nested arrays would cost JSON.parse 700 MiB), and
+ * a connection that sends none within {@link HANDSHAKE_TIMEOUT_MS} is closed.
+ *
+ * Readiness: a configured peer (an address in a transport's `peers`) is *linked* once the host
+ * that answered there has a connected link whose far side said hello — its hello carries its
+ * whole interest, so a publish made afterwards reaches what it wants, and a flush afterwards
+ * waits for it. An address where this very host answered is linked as well (nothing to wait
+ * for). `startRelay` waits for that ({@link HostSessions.peersLinked}); the hub sets a link's
+ * `greeted` while it takes in a text, so every text received is a moment to look again.
+ *
  * A broker transport has no connections to tell apart: it gets one {@link BusLink}, which
  * stands for every host on the broker (see bus-link.ts), and no other transport beside it.
  */
@@ -18,20 +29,38 @@ import type { Hub } from "./hub.js";
 import { BusLink } from "./links/bus-link.js";
 import { HostLink, type HostLinkEvents } from "./links/host-link.js";
 import { RoarError } from "./errors.js";
-import type { BusContext, BusTransport, Connection, ConnectionEvents, Transport, TransportContext, TransportDropReason } from "./transport.js";
+import {
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_HANDSHAKE_BYTES,
+  type BusContext,
+  type BusTransport,
+  type Connection,
+  type ConnectionEvents,
+  type Transport,
+  type TransportContext,
+  type TransportDropReason,
+} from "./transport.js";
 import { PROTOCOL_VERSION } from "./wire/frames.js";
 import { isNode } from "./wire/validate-frame.js";
 
 /** How long a host that dropped its connection keeps its place, by default, in milliseconds. */
 export const DEFAULT_AWAY_TIMEOUT_MS = 30_000;
-/** How long a new connection may take to send its handshake, in milliseconds. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long `startRelay` waits for the configured peers by default, in milliseconds. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
 /** What was dropped before it reached a host link. */
 export interface SessionCounters {
   malformed: number;
   oversized: number;
   unauthenticated: number;
+}
+
+/** One `startRelay` waiting for the peers of its transports. */
+interface PeerWait {
+  /** The addresses neither linked nor failed yet. */
+  readonly pending: Set<string>;
+  /** Ends the wait. */
+  settle(): void;
 }
 
 type Handshake = readonly ["H", number, string, number, number?];
@@ -61,6 +90,10 @@ export class HostSessions {
   /** The number, in its dialler's count, of each connection (see the handshake). */
   readonly #dials = new WeakMap<Connection, number>();
   #lastDial = 0;
+  /** The `startRelay` calls waiting for peers; each is settled once, then removed. */
+  readonly #peerWaits = new Set<PeerWait>();
+  /** Why a peer some wait is for could not be linked, as its transport said; forgotten when that wait ends. */
+  readonly #unreachable = new Map<string, string>();
   readonly counters: SessionCounters = { malformed: 0, oversized: 0, unauthenticated: 0 };
   readonly #events: HostLinkEvents = {
     away: (link) => this.#hub.hostAway(link),
@@ -107,10 +140,69 @@ export class HostSessions {
         // An address where this very host answered is as good as linked: nothing to dial.
         return node !== undefined && (node === this.#hub.node || this.#links.get(node)?.connection !== undefined);
       },
+      unreachable: (address, reason) => {
+        // Kept only while a startRelay waits for the address, to name the reason when it gives up.
+        if (![...this.#peerWaits].some((wait) => wait.pending.has(address))) return;
+        this.#unreachable.set(address, reason);
+        this.#checkPeers();
+      },
       dropped: (reason: TransportDropReason) => void this.counters[reason]++,
       warn: (message, code) => this.#warn(message, code),
     };
     await transport.start(context);
+  }
+
+  /**
+   * Resolves once every address the point-to-point `transports` name in their `peers` is
+   * linked (see the header), has failed, or `timeout` ms have passed; then warns
+   * `ERR_ROAR_PEER_UNREACHABLE`, naming those not linked. The transports go on dialling them.
+   */
+  async peersLinked(transports: readonly (Transport | BusTransport)[], timeout: number): Promise<void> {
+    const addresses = new Set<string>();
+    for (const transport of transports) if (!isBus(transport)) for (const address of transport.peers ?? []) addresses.add(address);
+    if (addresses.size === 0 || timeout === 0 || this.#closed) return;
+    let settle = noop;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    const wait: PeerWait = { pending: new Set(addresses), settle };
+    this.#peerWaits.add(wait);
+    this.#checkPeers();
+    // Not unref'd: a program awaiting startRelay expects it to resolve, even if the
+    // transport's own timers would let the process exit meanwhile.
+    const timer = setTimeout(() => this.#endWait(wait), timeout);
+    await settled;
+    clearTimeout(timer);
+    const missing = [...addresses].filter((address) => !this.#peerLinked(address));
+    const why = missing.map((address) => `${address} (${this.#unreachable.get(address) ?? `no answer within ${timeout} ms`})`);
+    for (const address of addresses) this.#unreachable.delete(address);
+    if (missing.length === 0 || this.#closed) return;
+    this.#warn(
+      `startRelay: not linked to ${why.join(", ")}; this host goes on dialling and links once they answer, but what is published before then does not reach them. Raise \`connectTimeout\` if they are only slow to start.`,
+      "ERR_ROAR_PEER_UNREACHABLE",
+    );
+  }
+
+  /** Whether the host that answered at `address` is linked, and has told its interest. */
+  #peerLinked(address: string): boolean {
+    const node = this.#dialled.get(address);
+    if (node === undefined) return false;
+    if (node === this.#hub.node) return true;
+    const link = this.#links.get(node);
+    return link !== undefined && link.connected && link.greeted;
+  }
+
+  /** Ends the waits whose every peer is linked or failed. */
+  #checkPeers(): void {
+    for (const wait of this.#peerWaits) {
+      for (const address of wait.pending) {
+        if (this.#peerLinked(address) || this.#unreachable.has(address)) wait.pending.delete(address);
+      }
+      if (wait.pending.size === 0) this.#endWait(wait);
+    }
+  }
+
+  #endWait(wait: PeerWait): void {
+    this.#peerWaits.delete(wait);
+    wait.settle();
   }
 
   async #startBus(transport: BusTransport): Promise<void> {
@@ -145,6 +237,7 @@ export class HostSessions {
   /** Stops every transport; the hub closes the links. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const wait of this.#peerWaits) this.#endWait(wait);
     await Promise.allSettled(this.#transports.map((transport) => transport.close()));
   }
 
@@ -161,15 +254,27 @@ export class HostSessions {
     /** Set once the connection is refused: what the peer sent before it heard is ignored. */
     let refused = false;
     const timer = setTimeout(() => {
-      this.counters.malformed++;
+      refused = true;
+      this.counters.unauthenticated++;
       connection.close("roar: protocol error: no handshake in time");
     }, HANDSHAKE_TIMEOUT_MS);
     timer.unref();
     return {
       receive: (text) => {
-        if (link !== undefined) return link.receive(connection, text);
+        if (link !== undefined) {
+          link.receive(connection, text);
+          if (this.#peerWaits.size !== 0) this.#checkPeers();
+          return;
+        }
         if (refused) return;
         clearTimeout(timer);
+        if (text.length > MAX_HANDSHAKE_BYTES) {
+          // Refused unparsed: parsing is what a stranger's big text would cost.
+          refused = true;
+          this.counters.oversized++;
+          connection.close(`roar: protocol error: the first text must be the handshake, at most ${MAX_HANDSHAKE_BYTES} characters`);
+          return;
+        }
         let batch: unknown;
         try {
           batch = JSON.parse(text);
@@ -185,6 +290,8 @@ export class HostSessions {
         }
         link = this.#linkFor(connection, batch[0], transport);
         refused = link === undefined;
+        // The address may now be known to lead to this very host, or to a linked one.
+        if (this.#peerWaits.size !== 0) this.#checkPeers();
       },
       closed: () => {
         clearTimeout(timer);

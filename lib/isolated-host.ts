@@ -64,12 +64,15 @@ export class Host implements AsyncDisposable {
     return new Router(options, this.#dispatchers);
   }
 
-  /** Starts this host's relay, or adds transports to it; see {@link startRelay}. */
+  /**
+   * Starts this host's relay, or adds transports to it; see {@link startRelay}. Like it,
+   * resolves once the peers the transports dial are linked (or `connectTimeout` passed).
+   */
   async startRelay(options: RelayOptions = {}): Promise<Relay> {
     const relay = relayOf(this.#core, options, () => undefined);
     if (relay.closed) throw new RoarError("ERR_ROAR_CLOSED", "this host's relay is closed");
     this.#relay = relay;
-    await relay.addTransports(options.transports ?? []);
+    await relay.addTransports(options.transports ?? [], options.connectTimeout);
     return relay;
   }
 

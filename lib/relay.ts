@@ -6,6 +6,7 @@ import type { ChildProcess } from "node:child_process";
 import type { Worker as ClusterWorker } from "node:cluster";
 import { RoarError, describe } from "./errors.js";
 import { assertMainThread, ensureHost, forgetHost, type RelayHost } from "./host.js";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "./host-sessions.js";
 import type { BusTransport, Transport } from "./transport.js";
 import { assertOptions } from "./validate.js";
 
@@ -33,6 +34,15 @@ export interface RelayOptions {
    * process) links to other hosts.
    */
   transports?: readonly (Transport | BusTransport)[];
+  /**
+   * How long, in milliseconds, `startRelay` waits for the peers its transports dial (their
+   * {@link Transport.peers}) to be linked, so that a `flush()` and a `publish` right after it
+   * reach them. A peer not linked by then, or that refused this host (a wrong token), is named
+   * in an `ERR_ROAR_PEER_UNREACHABLE` warning, and its transport goes on dialling it. 0 waits
+   * for none: `startRelay` resolves once the transports are started.
+   * @defaultValue 5000
+   */
+  connectTimeout?: number;
 }
 
 /** Counters of a relay, from {@link Relay.stats}. */
@@ -68,9 +78,16 @@ export interface RelayStats {
     undecodable: number;
     /** Messages a thread port refused to carry (a value structured clone refuses; `publish` refuses those first). */
     unsendable: number;
-    /** Messages larger than the host they were for accepts, and frames larger than this host accepts. */
+    /**
+     * Messages larger than the host they were for accepts, frames larger than this host
+     * accepts, and connections that sent more than a few KiB before their handshake.
+     */
     oversized: number;
-    /** Connections from other hosts refused for a wrong or missing token. */
+    /**
+     * Connections from other hosts refused before their handshake: for a wrong or missing
+     * token, for not completing the handshake within a few seconds, or as the oldest of too many
+     * such connections at once (see `WebSocketTransport`'s `maxUnauthenticated`).
+     */
     unauthenticated: number;
     /** Messages sent to a host that went away for good before acknowledging them. */
     disconnected: number;
@@ -169,14 +186,18 @@ export class Relay implements AsyncDisposable {
     return this.#closing;
   }
 
-  /** @internal Starts `transports`, after checking them. */
-  async addTransports(transports: readonly (Transport | BusTransport)[]): Promise<void> {
+  /**
+   * @internal Starts `transports`, after checking them, then waits up to `connectTimeout` ms
+   * for the peers they dial (see {@link RelayOptions.connectTimeout}).
+   */
+  async addTransports(transports: readonly (Transport | BusTransport)[], connectTimeout = DEFAULT_CONNECT_TIMEOUT_MS): Promise<void> {
     if (transports.length === 0) return;
     const notRoot = this.#host.notRoot;
     if (notRoot !== undefined) {
       throw new RoarError("ERR_ROAR_UNSUPPORTED", `transports run in a host's root process (its cluster primary, or a lone process): ${notRoot}`);
     }
     for (const transport of transports) await this.#host.sessions.start(transport);
+    await this.#host.sessions.peersLinked(transports, connectTimeout);
   }
 
   /** Closes the relay (`await using relay = await startRelay()`). */
@@ -203,14 +224,17 @@ export class Relay implements AsyncDisposable {
 export async function startRelay(options: RelayOptions = {}): Promise<Relay> {
   assertMainThread("startRelay()");
   const relay = relayOf(ensureHost(), options, forgetHost);
-  await relay.addTransports(options.transports ?? []);
+  await relay.addTransports(options.transports ?? [], options.connectTimeout);
   return relay;
 }
 
 /** @internal The relay of `host`, made on first use, with `options` applied (checked first). */
 export function relayOf(host: RelayHost, options: RelayOptions, onClose: (host: RelayHost) => void): Relay {
-  assertOptions(options, "options", ["maxQueue", "maxQueueBytes", "transports"]);
-  const { maxQueue, maxQueueBytes, transports } = options as RelayOptions;
+  assertOptions(options, "options", ["maxQueue", "maxQueueBytes", "transports", "connectTimeout"]);
+  const { maxQueue, maxQueueBytes, transports, connectTimeout } = options as RelayOptions;
+  if (connectTimeout !== undefined && !(Number.isSafeInteger(connectTimeout) && connectTimeout >= 0)) {
+    throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.connectTimeout\` must be an integer ≥ 0 (milliseconds), got ${describe(connectTimeout)}`);
+  }
   for (const [name, value] of [["maxQueue", maxQueue], ["maxQueueBytes", maxQueueBytes]] as const) {
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
       throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.${name}\` must be an integer ≥ 1, got ${describe(value)}`);

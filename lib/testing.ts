@@ -168,6 +168,10 @@ async function everyoneHearsEveryone(cluster: Cluster, hosts: readonly Host[], c
   for (const [i, sub] of subs.entries()) assert.equal(sub.size, 0, `host${i} got more than once`);
 }
 
+function isBusTransport(transport: Transport | BusTransport): transport is BusTransport {
+  return (transport as Partial<BusTransport>).kind === "bus";
+}
+
 /** Runs `body` with a fresh cluster, closing it whatever happens. */
 function check(name: string, factory: TransportFactory, timeout: number, body: (cluster: Cluster) => Promise<void>): ConformanceCheck {
   return {
@@ -223,6 +227,21 @@ export function transportConformance(factory: TransportFactory, options: Conform
       await subscriber.flush();
       a.host.createRouter({ scope: cluster.scope, capacity: 10 }).publish("greetings", "hello, host");
       assert.equal(await sub.next({ timeout }), "hello, host");
+    }),
+
+    check("startRelay resolves with the peers it dials linked: flush, then publish, reaches them (for a transport that names its `peers`)", factory, timeout, async (cluster) => {
+      const a = await cluster.host(true);
+      const subscriber = a.host.createRouter({ scope: cluster.scope, capacity: 10 });
+      const sub = subscriber.subscribe("first");
+      await subscriber.flush();
+      const b = await cluster.host(false, [a.address]);
+      // A transport that does not name its peers leaves a program to wait for them itself.
+      if (isBusTransport(b.made.transport) || b.made.transport.peers === undefined) return;
+      assert.equal(b.relay.stats().hosts, 1, "startRelay resolved before the peer was linked");
+      const publisher = b.host.createRouter({ scope: cluster.scope, capacity: 10 });
+      await publisher.flush();
+      publisher.publish("first", "the first message");
+      assert.equal(await sub.next({ timeout }), "the first message");
     }),
 
     check("a star of three hosts: every subscriber gets every message once, in order per publisher", factory, timeout, async (cluster) => {

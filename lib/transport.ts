@@ -14,8 +14,28 @@
  *
  * What it may do: authenticate peers, encrypt, detect dead peers (heartbeats) and dial again
  * after a connection drops. roar recognises a host that comes back and resumes where it left.
+ * A transport that dials should name its {@link Transport.peers}, so that `startRelay` can wait
+ * for them (see there). A transport that listens on a network guards its door: roar closes a
+ * connection whose first text is not its handshake, is longer than 4096 characters or comes
+ * later than 3 s; a transport should not let a stranger hold more than that before roar sees it
+ * (see `WebSocketTransport`, which bounds the bytes, the time and the number of connections that
+ * have not yet sent their first text).
  * See `WebSocketTransport` for a full example and `InProcessTransport` for a minimal one.
  */
+
+/**
+ * @internal The longest first text, in UTF-16 units (so at most three times as many UTF-8 bytes), roar
+ * takes on a connection: a handshake is about a hundred. A longer one is refused before it is
+ * parsed, and counted in `relay.stats().dropped.oversized`.
+ */
+export const MAX_HANDSHAKE_BYTES = 4096;
+
+/**
+ * @internal How long, in milliseconds, a connection may take to send its handshake once roar has it;
+ * then it is closed, and counted in `relay.stats().dropped.unauthenticated` (NATS gives a client
+ * 2 s to authenticate).
+ */
+export const HANDSHAKE_TIMEOUT_MS = 3000;
 
 /** Why a transport dropped input before roar saw it, as counted in `relay.stats().dropped`. */
 export type TransportDropReason = "malformed" | "oversized" | "unauthenticated";
@@ -31,6 +51,16 @@ export interface Transport {
    * @defaultValue 30000
    */
   readonly awayTimeout?: number;
+  /**
+   * The addresses this transport dials, exactly as its connections to them give them in
+   * {@link Connection.dialled}. When present, `startRelay` resolves only once each of them is
+   * linked (the host there shook hands and said what it wants, so a `flush()` and a `publish`
+   * afterwards reach it), or failed ({@link TransportContext.unreachable}), or the relay's
+   * `connectTimeout` passed — then it warns `ERR_ROAR_PEER_UNREACHABLE` naming them, and the
+   * transport goes on dialling. A transport without it makes `startRelay` resolve as soon as
+   * {@link Transport.start} does.
+   */
+  readonly peers?: readonly string[];
   /**
    * Starts listening and dialling. Resolves once the transport listens (connections to peers
    * may open later); rejects when it cannot start, such as when its port is taken.
@@ -52,6 +82,12 @@ export interface TransportContext {
    * connection one of them dialled. A transport need not dial an address while this holds.
    */
   isLinked(address: string): boolean;
+  /**
+   * A peer this transport dials (one of {@link Transport.peers}) refused this host for a reason
+   * that dialling again will not cure soon, such as its token: `startRelay` stops waiting for
+   * it. The transport may go on dialling; the peer counts as linked once it is.
+   */
+  unreachable(address: string, reason: string): void;
   /** Counts input dropped before it reached roar (a frame over `maxPayload`, a wrong token). */
   dropped(reason: TransportDropReason): void;
   /** Reports a problem worth a user's attention, once per kind, as a `RoarWarning`. */

@@ -124,6 +124,11 @@ export class InProcessTransport implements Transport {
     this.awayTimeout = awayTimeout;
   }
 
+  /** The names this transport dials: `startRelay` waits until they are linked (see {@link Transport.peers}). */
+  get peers(): readonly string[] {
+    return this.#peers;
+  }
+
   /** The name this transport is reached at, if it listens. */
   get address(): string | undefined {
     return this.#listen;

@@ -4,95 +4,58 @@
  * A host listens, dials its peers, or both; roar on top keeps each pair of hosts to one
  * connection and routes so that star and full-mesh layouts both deliver exactly once. This
  * module only moves texts and guards the door:
+ *  - a listener lets a connection hold little before its first text (roar's handshake): a few
+ *    seconds, a few KiB, and one of `maxUnauthenticated` places (see door.ts);
  *  - a dialler sends the shared token in a header; a listener that expects one and gets a
- *    wrong or missing one closes the socket with code 4401 and says why;
+ *    wrong or missing one refuses the upgrade itself (HTTP 401, its reason in a header), so a
+ *    stranger never gets a WebSocket to send frames on. The dialler reports that as it does a
+ *    close with code 4401, which listeners of earlier versions sent after the upgrade;
+ *  - a listener without a token on an address other than loopback refuses to start unless
+ *    told `insecure: true` (then it warns): anyone who reaches the port could join the host,
+ *    and a `token: process.env.ROAR_TOKEN` whose variable is unset must not open it silently
+ *    (Redis's protected mode draws the same line);
  *  - `maxPayload` bounds what a peer may send in one frame (`ws` closes a socket that sends
  *    more, with code 1009, and the frame is counted as oversized); it is also told to roar, so
  *    that peers split their batches to fit and drop (and count) a single message that cannot;
  *  - heartbeats: every `heartbeat` milliseconds each side pings; a peer that has not answered
  *    the previous ping, nor sent anything since, is taken for dead and its socket ended;
  *  - a dialled connection that drops is dialled again after a backoff that doubles up to
- *    `retry.max`, with jitter, so hosts that restart together do not dial in lockstep.
+ *    `retry.max`, with jitter, so hosts that restart together do not dial in lockstep;
+ *  - it names its `peers`, so `startRelay` waits until they are linked; a peer that refuses
+ *    the token is reported unreachable at once (dialling goes on, in case it is fixed there).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
-import type { SecureContextOptions } from "node:tls";
+import type { AddressInfo, Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { debuglog } from "node:util";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
-import { RoarError, describe } from "../errors.js";
+import { RoarError } from "../errors.js";
 import type { Connection, ConnectionEvents, Transport, TransportContext } from "../transport.js";
-import { assertOptions } from "../validate.js";
+import { Door, type Stranger } from "./door.js";
+import { isLoopback, settingsOf, type Settings, type WebSocketTransportOptions } from "./websocket-options.js";
+
+export { DEFAULT_MAX_PAYLOAD, type WebSocketTransportOptions } from "./websocket-options.js";
 
 const debug = debuglog("roar");
 
 /** The header a dialler sends its token in. */
 const TOKEN_HEADER = "x-roar-token";
-/** Close code of a connection refused for its token. */
+/** The header of a refused upgrade that says why, as a close reason would. */
+const REASON_HEADER = "x-roar-reason";
+/** Close code of a connection refused for its token, by listeners of earlier versions (after the upgrade). */
 export const CLOSE_UNAUTHORIZED = 4401;
 /** Close code of a connection that roar ends (protocol error, duplicate, relay closing). */
 const CLOSE_ROAR = 4000;
 /** How long a closing transport waits for peers to answer its close, in milliseconds. */
 const CLOSE_GRACE_MS = 1000;
 /** How long a dial may wait for the peer's upgrade, in milliseconds. */
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+const DIAL_TIMEOUT_MS = 10_000;
 /** How long a connection must have lasted for its loss to be dialled again at once, in milliseconds. */
 const SERVED_MS = 1000;
 
-/** Options of {@link WebSocketTransport}. */
-export interface WebSocketTransportOptions {
-  /** Where to listen for other hosts. `port: 0` picks a free port (see {@link WebSocketTransport.port}). */
-  listen?: {
-    /** The port, 0 to 65535; 0 picks a free one. */
-    port: number;
-    /** The address to listen on, such as `"127.0.0.1"`. @defaultValue every address */
-    host?: string;
-  };
-  /** URLs of hosts to dial, `ws://host:port` or `wss://host:port`. */
-  peers?: readonly string[];
-  /** A shared secret: dialled hosts must present it, and this host presents it when dialling. */
-  token?: string;
-  /**
-   * TLS. When listening, `cert` and `key` (or `pfx`) make the listener speak `wss://`; when
-   * dialling `wss://` peers, `ca` says whom to trust (and `cert`/`key` present a client
-   * certificate where the peer asks for one).
-   */
-  tls?: SecureContextOptions & {
-    /** Dialling: refuse a peer whose certificate `ca` does not vouch for. @defaultValue true */
-    rejectUnauthorized?: boolean;
-    /** Listening: ask diallers for a client certificate. @defaultValue false */
-    requestCert?: boolean;
-    /** Dialling: the name to check the peer's certificate against. @defaultValue the URL's host */
-    servername?: string;
-  };
-  /**
-   * The largest frame a peer may send, in bytes. Peers keep their batches within it and drop
-   * (and count) a message that alone exceeds it.
-   * @defaultValue 16 MiB
-   */
-  maxPayload?: number;
-  /** How often to ping peers, in milliseconds; a peer silent for two intervals is dropped. 0 turns it off. @defaultValue 10000 */
-  heartbeat?: number;
-  /** Backoff between attempts to dial a peer, in milliseconds. @defaultValue `{ min: 100, max: 10000 }` */
-  retry?: {
-    /** The first wait, in milliseconds. @defaultValue 100 */
-    min?: number;
-    /** The longest wait, in milliseconds. @defaultValue 10000 */
-    max?: number;
-  };
-  /** See {@link Transport.awayTimeout}. @defaultValue 30000 */
-  awayTimeout?: number;
-}
 
-/** The default `maxPayload`: 16 MiB. */
-export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
-
-function assertInteger(value: unknown, name: string, min: number): void {
-  if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= min)) {
-    throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.${name}\` must be an integer ≥ ${min}, got ${describe(value)}`);
-  }
-}
 
 function digest(token: string): Buffer {
   return createHash("sha256").update(token).digest();
@@ -140,12 +103,9 @@ class SocketConnection implements Connection {
 export class WebSocketTransport implements Transport {
   readonly name = "ws";
   readonly awayTimeout: number | undefined;
-  readonly #options: WebSocketTransportOptions;
+  readonly #settings: Settings;
+  /** The digest of the token, compared in constant time. */
   readonly #token: Buffer | undefined;
-  readonly #maxPayload: number;
-  readonly #heartbeat: number;
-  readonly #retryMin: number;
-  readonly #retryMax: number;
   readonly #connections = new Set<SocketConnection>();
   readonly #timers = new Set<NodeJS.Timeout>();
   /** Sockets dialled and not yet open. */
@@ -153,50 +113,23 @@ export class WebSocketTransport implements Transport {
   #context: TransportContext | undefined;
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
+  /** The listener's guard against connections that have not yet shaken hands. */
+  #door: Door | undefined;
   #pinger: NodeJS.Timeout | undefined;
   #port: number | undefined;
   #closed = false;
 
   /** @throws {@link RoarError} `ERR_ROAR_INVALID_OPTION` for bad options. */
   constructor(options: WebSocketTransportOptions) {
-    assertOptions(options, "options", ["listen", "peers", "token", "tls", "maxPayload", "heartbeat", "retry", "awayTimeout"]);
-    const { listen, peers = [], token, tls, maxPayload, heartbeat, retry, awayTimeout } = options as WebSocketTransportOptions;
-    if (listen !== undefined) {
-      assertOptions(listen, "listen", ["port", "host"]);
-      if (!(Number.isSafeInteger(listen.port) && listen.port >= 0 && listen.port <= 65535)) {
-        throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.listen.port\` must be an integer from 0 to 65535, got ${describe(listen.port)}`);
-      }
-      if (listen.host !== undefined && typeof listen.host !== "string") {
-        throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.listen.host\` must be a string, got ${describe(listen.host)}`);
-      }
-    }
-    if (!Array.isArray(peers) || !peers.every(isWebSocketUrl)) {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.peers\` must be an array of ws:// or wss:// URLs, got ${describe(peers)}`);
-    }
-    if (listen === undefined && peers.length === 0) {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", "a WebSocketTransport needs `listen`, `peers`, or both");
-    }
-    if (token !== undefined && (typeof token !== "string" || token.length === 0)) {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.token\` must be a non-empty string, got ${describe(token)}`);
-    }
-    if (tls !== undefined && (typeof tls !== "object" || tls === null)) {
-      throw new RoarError("ERR_ROAR_INVALID_OPTION", `\`options.tls\` must be an object of TLS options, got ${describe(tls)}`);
-    }
-    assertInteger(maxPayload, "maxPayload", 1024);
-    assertInteger(heartbeat, "heartbeat", 0);
-    assertInteger(awayTimeout, "awayTimeout", 0);
-    if (retry !== undefined) {
-      assertOptions(retry, "retry", ["min", "max"]);
-      assertInteger(retry.min, "retry.min", 1);
-      assertInteger(retry.max, "retry.max", 1);
-    }
-    this.#options = { ...options, peers: [...peers] };
-    this.#token = token === undefined ? undefined : digest(token);
-    this.#maxPayload = maxPayload ?? DEFAULT_MAX_PAYLOAD;
-    this.#heartbeat = heartbeat ?? 10_000;
-    this.#retryMin = retry?.min ?? 100;
-    this.#retryMax = Math.max(retry?.max ?? 10_000, this.#retryMin);
-    this.awayTimeout = awayTimeout;
+    const settings = settingsOf(options);
+    this.#settings = settings;
+    this.#token = settings.token === undefined ? undefined : digest(settings.token);
+    this.awayTimeout = settings.awayTimeout;
+  }
+
+  /** The URLs this transport dials: `startRelay` waits until they are linked (see {@link Transport.peers}). */
+  get peers(): readonly string[] {
+    return this.#settings.peers;
   }
 
   /** The port this transport listens on, once started; `undefined` if it does not listen. */
@@ -207,12 +140,21 @@ export class WebSocketTransport implements Transport {
   async start(context: TransportContext): Promise<void> {
     if (this.#context !== undefined) throw new RoarError("ERR_ROAR_UNSUPPORTED", "this transport was started already");
     this.#context = context;
-    if (this.#options.listen !== undefined) await this.#listen(this.#options.listen);
-    if (this.#heartbeat !== 0) {
-      this.#pinger = setInterval(() => this.#ping(), this.#heartbeat);
+    const listen = this.#settings.listen;
+    if (listen !== undefined) {
+      await this.#listen(listen);
+      if (this.#settings.token === undefined && !isLoopback(listen.host)) {
+        context.warn(
+          `the WebSocket transport listens on ${listen.host ?? "every address"}:${this.#port} without a token (\`insecure: true\`): anyone who reaches the port can join this host, read what it publishes and publish to it`,
+          "ERR_ROAR_INSECURE",
+        );
+      }
+    }
+    if (this.#settings.heartbeat !== 0) {
+      this.#pinger = setInterval(() => this.#ping(), this.#settings.heartbeat);
       this.#pinger.unref();
     }
-    for (const peer of this.#options.peers ?? []) this.#dial(peer, 0);
+    for (const peer of this.#settings.peers) this.#dial(peer, 0);
   }
 
   async close(): Promise<void> {
@@ -220,8 +162,9 @@ export class WebSocketTransport implements Transport {
     this.#closed = true;
     clearInterval(this.#pinger);
     for (const timer of this.#timers) clearTimeout(timer);
-    // Dials still waiting for their upgrade are given up.
+    // Dials still waiting for their upgrade are given up, and so are strangers at the door.
     for (const socket of this.#dialling) socket.terminate();
+    this.#door?.close();
     const closing = [...this.#connections].map(
       ({ socket }) => new Promise<void>((resolve) => (socket.readyState === WebSocket.CLOSED ? resolve() : socket.once("close", () => resolve()))),
     );
@@ -242,13 +185,22 @@ export class WebSocketTransport implements Transport {
   }
 
   async #listen({ port, host }: { port: number; host?: string }): Promise<void> {
-    const tls = this.#options.tls;
+    const tls = this.#settings.tls;
     const server = tls === undefined ? createHttpServer() : createHttpsServer(tls);
-    const wss = new WebSocketServer({ server, maxPayload: this.#maxPayload, perMessageDeflate: false });
-    wss.on("connection", (socket, request) => this.#accepted(socket, request));
+    const context = this.#context as TransportContext;
+    const door = new Door(this.#settings.door, (reason) => context.dropped(reason));
+    // ws's advice: authenticate in the server's "upgrade" event, before handleUpgrade, so a
+    // refused client never gets a WebSocket.
+    const wss = new WebSocketServer({ noServer: true, maxPayload: this.#settings.maxPayload, perMessageDeflate: false });
+    // "connection" is the TCP accept, before TLS: the door's one timer covers every phase.
+    server.on("connection", (socket: Socket) => (this.#closed ? socket.destroy() : door.accept(socket)));
+    server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => this.#upgrade(request, socket, head));
+    // Anything but an upgrade is told what this port speaks, and the connection closed.
+    server.on("request", (_request, response) => response.writeHead(426, { connection: "close", "content-type": "text/plain" }).end("roar: a WebSocket port\n"));
     wss.on("error", (error) => debug("ws server error: %o", error));
     this.#server = server;
     this.#wss = wss;
+    this.#door = door;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => {
@@ -262,21 +214,32 @@ export class WebSocketTransport implements Transport {
     if (this.#closed) server.close();
   }
 
-  #accepted(socket: WebSocket, request: IncomingMessage): void {
-    const context = this.#context as TransportContext;
-    if (this.#closed) {
-      socket.close(CLOSE_ROAR, "roar: the relay closed");
+  /** An upgrade request: its token is checked before the WebSocket exists. */
+  #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on("error", (error) => debug("ws upgrade socket error: %s", error.message));
+    const door = this.#door as Door;
+    const stranger = door.strangerOn(socket);
+    // Turned away while its request was parsed (its time was up), or the relay closed.
+    if (stranger === undefined || this.#closed) return void socket.destroy();
+    const refusal = this.#refusal(request);
+    if (refusal !== undefined) {
+      door.refused(stranger);
+      (this.#context as TransportContext).dropped("unauthenticated");
+      socket.end(`HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n${REASON_HEADER}: ${refusal}\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
       return;
     }
-    if (this.#token !== undefined) {
-      const offered = request.headers[TOKEN_HEADER];
-      if (typeof offered !== "string" || !timingSafeEqual(digest(offered), this.#token)) {
-        context.dropped("unauthenticated");
-        socket.close(CLOSE_UNAUTHORIZED, offered === undefined ? "roar: unauthorized: no token" : "roar: unauthorized: wrong token");
-        return;
-      }
-    }
-    this.#open(socket, undefined);
+    (this.#wss as WebSocketServer).handleUpgrade(request, socket, head, (ws) => {
+      door.watchBytes(stranger, socket);
+      this.#open(ws, undefined, stranger);
+    });
+  }
+
+  /** Why the token of `request` is refused, if it is. */
+  #refusal(request: IncomingMessage): string | undefined {
+    if (this.#token === undefined) return undefined;
+    const offered = request.headers[TOKEN_HEADER];
+    if (typeof offered === "string" && timingSafeEqual(digest(offered), this.#token)) return undefined;
+    return offered === undefined ? "roar: unauthorized: no token" : "roar: unauthorized: wrong token";
   }
 
   #dial(url: string, attempt: number): void {
@@ -284,47 +247,64 @@ export class WebSocketTransport implements Transport {
     const context = this.#context as TransportContext;
     if (context.isLinked(url)) {
       // Linked by the connection the peer dialled: look again later, in case it drops.
-      this.#later(() => this.#dial(url, 0), this.#retryMax);
+      this.#later(() => this.#dial(url, 0), this.#settings.retryMax);
       return;
     }
-    const tls = this.#options.tls;
-    const token = this.#options.token;
+    const tls = this.#settings.tls;
+    const token = this.#settings.token;
     const socket = new WebSocket(url, {
       ...tls,
-      maxPayload: this.#maxPayload,
+      maxPayload: this.#settings.maxPayload,
       perMessageDeflate: false,
-      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      handshakeTimeout: DIAL_TIMEOUT_MS,
       headers: token === undefined ? {} : { [TOKEN_HEADER]: token },
     });
     this.#dialling.add(socket);
     let openedAt: number | undefined;
+    /** Why the listener refused the token, if it did: before the upgrade (401) or after (4401). */
+    let unauthorized: string | undefined;
+    socket.on("unexpected-response", (_request, response) => {
+      if (response.statusCode === 401) unauthorized = String(response.headers[REASON_HEADER] ?? "roar: unauthorized");
+      else debug("ws dial %s: HTTP %d instead of an upgrade", url, response.statusCode);
+      // ws leaves a refused upgrade to whoever listens for it: end it, which closes the socket.
+      socket.terminate();
+    });
     socket.on("open", () => {
       this.#dialling.delete(socket);
       openedAt = performance.now();
-      this.#open(socket, url);
+      this.#open(socket, url, undefined);
     });
     socket.on("close", (code, reason) => {
       this.#dialling.delete(socket);
-      if (code === CLOSE_UNAUTHORIZED) {
-        context.warn(`the host at ${url} refused this host's token (${reason.toString()}); set the same \`token\` on both`, "ERR_ROAR_UNAUTHORIZED");
+      if (code === CLOSE_UNAUTHORIZED) unauthorized = reason.toString();
+      if (unauthorized !== undefined) {
+        context.warn(`the host at ${url} refused this host's token (${unauthorized}); set the same \`token\` on both`, "ERR_ROAR_UNAUTHORIZED");
+        context.unreachable(url, `it refused this host's token: ${unauthorized}`);
       }
       // A connection that served a while and then dropped is dialled again soon; one that
       // failed, was refused or closed at once (a duplicate, this very host) later each time.
-      const served = openedAt !== undefined && performance.now() - openedAt > SERVED_MS && code !== CLOSE_UNAUTHORIZED;
+      const served = openedAt !== undefined && performance.now() - openedAt > SERVED_MS && unauthorized === undefined;
       const next = served ? 0 : attempt + 1;
-      const backoff = Math.min(this.#retryMax, this.#retryMin * 2 ** next);
+      const backoff = Math.min(this.#settings.retryMax, this.#settings.retryMin * 2 ** next);
       // Jitter: between half and all of the backoff.
       this.#later(() => this.#dial(url, next), backoff * (0.5 + Math.random() / 2));
     });
     socket.on("error", (error) => debug("ws dial %s: %s", url, error.message));
   }
 
-  #open(socket: WebSocket, dialled: string | undefined): void {
-    const connection = new SocketConnection(socket, dialled, this.#maxPayload);
+  /** A WebSocket opened; `stranger` is its place at the door, for one accepted and not yet heard. */
+  #open(socket: WebSocket, dialled: string | undefined, stranger: Stranger | undefined): void {
+    const connection = new SocketConnection(socket, dialled, this.#settings.maxPayload);
     this.#connections.add(connection);
     const events: ConnectionEvents = (this.#context as TransportContext).connected(connection);
+    let atDoor = stranger;
     socket.on("message", (data: RawData) => {
       connection.alive = true;
+      if (atDoor !== undefined) {
+        // Its first text: roar's handshake check takes over from the door.
+        this.#door?.admit(atDoor);
+        atDoor = undefined;
+      }
       events.receive(data.toString());
     });
     socket.on("pong", () => (connection.alive = true));
@@ -357,15 +337,5 @@ export class WebSocketTransport implements Transport {
       run();
     }, ms);
     this.#timers.add(timer);
-  }
-}
-
-function isWebSocketUrl(value: unknown): boolean {
-  if (typeof value !== "string") return false;
-  try {
-    const url = new URL(value);
-    return url.protocol === "ws:" || url.protocol === "wss:";
-  } catch {
-    return false;
   }
 }

@@ -157,9 +157,12 @@ describe("a host link", () => {
     const [x, y] = [`mutual-${++names}`, `mutual-${++names}`];
     const a = host();
     const b = host();
-    const ra = await a.startRelay({ transports: [new InProcessTransport({ listen: x, peers: [y] })] });
-    const rb = await b.startRelay({ transports: [new InProcessTransport({ listen: y, peers: [x] })] });
-    await until(() => ra.stats().hosts === 1 && rb.stats().hosts === 1, "the hosts to link");
+    // Started together: each startRelay waits for the other host to be linked.
+    const [ra, rb] = await Promise.all([
+      a.startRelay({ transports: [new InProcessTransport({ listen: x, peers: [y] })] }),
+      b.startRelay({ transports: [new InProcessTransport({ listen: y, peers: [x] })] }),
+    ]);
+    expect([ra.stats().hosts, rb.stats().hosts]).toEqual([1, 1]);
     const subscriber = b.createRouter({ scope: "s", capacity: 1000 });
     const sub = subscriber.subscribe("t");
     await subscriber.flush();
