@@ -43,6 +43,8 @@ import {
 import { PROTOCOL_VERSION } from "./wire/frames.js";
 import { isNode } from "./wire/validate-frame.js";
 
+/** The most hosts one host links to (node ids it keeps a link for, away ones included). */
+export const MAX_HOSTS = 1024;
 /** How long a host that dropped its connection keeps its place, by default, in milliseconds. */
 export const DEFAULT_AWAY_TIMEOUT_MS = 30_000;
 /** How long `startRelay` waits for the configured peers by default, in milliseconds. */
@@ -300,6 +302,22 @@ export class HostSessions {
     };
   }
 
+  /**
+   * Whether another host may be linked: at most {@link MAX_HOSTS}, so that a peer making up
+   * node ids cannot grow the table (and every neighbour list sent with it). A host that is
+   * away makes room for a new one: the oldest away host is let go, as if it had expired.
+   */
+  #roomForHost(): boolean {
+    if (this.#links.size < MAX_HOSTS) return true;
+    for (const link of this.#links.values()) {
+      if (link.connection === undefined) {
+        link.expire();
+        return true;
+      }
+    }
+    return false;
+  }
+
   #linkFor(connection: Connection, [, , node, peerMaxPayload, dial]: Handshake, transport: Transport): HostLink | undefined {
     if (connection.dialled === undefined) this.#dials.set(connection, dial ?? 0);
     if (node === this.#hub.node) {
@@ -315,6 +333,11 @@ export class HostSessions {
     }
     const existing = this.#links.get(node);
     if (existing === undefined) {
+      if (!this.#roomForHost()) {
+        this.counters.malformed++;
+        connection.close(`roar: too many hosts: this host links to at most ${MAX_HOSTS}`);
+        return undefined;
+      }
       const link = new HostLink(node, this.#hub.bounds, transport.awayTimeout ?? DEFAULT_AWAY_TIMEOUT_MS, this.#events);
       this.#links.set(node, link);
       link.attach(connection, peerMaxPayload);

@@ -64,6 +64,7 @@ import { addCounters, countQueueFull, zeroCounters, type Link, type LinkBounds, 
 import { PressureWatch } from "./pressure.js";
 import { DEFAULT_FLUSH_TIMEOUT_MS, FlushRequests, SYNC_TIMEOUT_MS, SyncRounds, Waiters, type Requester } from "./barrier.js";
 import { DropReporter, DropReports } from "./stats.js";
+import { InterestTable, MAX_INTEREST_PER_LINK } from "./interest.js";
 import type { Scope, Topic } from "./types.js";
 import { Envelope } from "./wire/envelope.js";
 import { decodePayload, isEncodedPayload } from "./wire/codec.js";
@@ -72,6 +73,11 @@ import { debuglog } from "node:util";
 import { ThreadMesh } from "./thread-mesh.js";
 
 const debug = debuglog("roar");
+
+/** The shortest time, in milliseconds, between two answers to one link's hellos. */
+const HELLO_ANSWER_INTERVAL_MS = 250;
+/** What a link may hold, in bytes, before interest changes for it are coalesced: it is not reading. */
+const CONTROL_SLACK_BYTES = 1024 * 1024;
 
 /** Marks a payload of a run that could not be decoded. */
 const UNDECODABLE: unique symbol = Symbol("undecodable");
@@ -89,7 +95,13 @@ export class Hub implements LinkHandler {
   /** A random id for diagnostics, sent in hellos. */
   readonly node = `${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
   readonly #links = new Set<Link>();
-  readonly #holders = new Map<Scope, Map<Topic, readonly Link[]>>();
+  /** Who wants what beyond each link (see interest.ts). */
+  readonly #interest = new InterestTable();
+  /** When each link was last answered a hello, to rate-limit the answers (see #answerHello). */
+  readonly #lastHelloAnswer = new WeakMap<Link, number>();
+  /** Links whose hello waits to be answered, at the end of their rate limit's window. */
+  readonly #helloAnswersDue = new Set<Link>();
+  #helloAnswerTimer: NodeJS.Timeout | undefined;
   #upstream: Link | undefined;
   #nextId = 1;
   /** Flushes sent to the upstream hub, one at a time (see barrier.ts). */
@@ -106,7 +118,11 @@ export class Hub implements LinkHandler {
   /** Sync rounds this hub runs (see barrier.ts). */
   readonly #rounds = new SyncRounds({
     targets: (from, hops) => this.#syncTargets(from, hops),
-    sendSync: (link, id, hops) => link.sendControl(isHost(link) && hops !== 0 ? ["s", id, hops] : ["s", id]),
+    sendSync: (link, id, hops) => {
+      // A sync answers for interest: a link whose changes were held back gets them first.
+      if (link.interestStale) this.#sayHello(link, 1);
+      link.sendControl(isHost(link) && hops !== 0 ? ["s", id, hops] : ["s", id]);
+    },
     newId: () => this.#nextId++,
   });
   /** What the processes below this one reported they dropped (see stats.ts). */
@@ -123,7 +139,10 @@ export class Hub implements LinkHandler {
   /** The bounds of what waits here and of every link of this thread's host (shared with them). */
   readonly bounds: LinkBounds;
   /** Links over their high-water mark, until they drain. */
-  readonly #pressure = new PressureWatch((link) => warnSlowConsumer(link));
+  readonly #pressure = new PressureWatch(
+    (link) => warnSlowConsumer(link),
+    (link) => this.#drained(link),
+  );
   /** What the publish under way met: links that dropped it, and whether one is over its high-water mark. */
   #outcome = { drops: 0, pressured: false };
   /** Whether the upstream hub said hello since the upstream link was made (see #onHello). */
@@ -245,7 +264,7 @@ export class Hub implements LinkHandler {
     // it has a direct link to every thread.
     if (link.kind === "thread" && !this.#isThread) {
       const others = [...this.#links].filter((other) => other.kind === "thread" && other !== this.#upstream && !other.isClosed);
-      ThreadMesh.introduce(link, others, (other) => this.#interestOf(other));
+      ThreadMesh.introduce(link, others, (other) => this.#interest.of(other));
     }
     this.#links.add(link);
     this.mesh.track(link);
@@ -309,11 +328,11 @@ export class Hub implements LinkHandler {
 
   /** A topic gained its first local subscriber or lost its last. */
   localInterestChanged(scope: Scope, topic: Topic): void {
-    const holders = this.#holdersOf(scope, topic);
+    const holders = this.#interest.holders(scope, topic) ?? [];
     // Local interest shows to every link; only the local flag changed, so "before" is its opposite.
     const local = this.#dispatchers.get(scope)?.hasSubscribers(topic) ?? false;
     for (const link of this.#links) {
-      if (!Hub.#wantedBeyond(holders, link)) link.sendControl(["i", scope, topic, local ? 1 : 0]);
+      if (!Hub.#wantedBeyond(holders, link)) this.#sendInterest(link, scope, topic, local);
     }
   }
 
@@ -324,7 +343,7 @@ export class Hub implements LinkHandler {
    * @throws {@link RoarError} `ERR_ROAR_QUEUE_FULL` when `strict` and a link is full
    */
   forwardLocal(scope: Scope, topic: Topic, value: unknown, strict: boolean): ForwardOutcome {
-    const holders = this.#holders.get(scope)?.get(topic);
+    const holders = this.#interest.holders(scope, topic);
     if (strict && holders !== undefined) this.#assertRoom(scope, topic, holders);
     const outcome = this.#outcome;
     outcome.drops = 0;
@@ -553,7 +572,7 @@ export class Hub implements LinkHandler {
 
   /** Drops what `link`'s far side wanted, and stops waiting for it in every sync. */
   #forget(link: Link): void {
-    for (const [scope, topic] of this.#interestOf(link)) this.#setLinkInterest(link, scope, topic, false);
+    for (const [scope, topic] of this.#interest.of(link)) this.#setLinkInterest(link, scope, topic, false);
     this.#rounds.linkGone(link);
     this.#reports.settle(link);
   }
@@ -599,7 +618,7 @@ export class Hub implements LinkHandler {
       return;
     }
     if (isHost(from)) envelope.hops = (hops ?? 0) + 1;
-    this.#route(envelope, this.#holders.get(scope)?.get(topic), from);
+    this.#route(envelope, this.#interest.holders(scope, topic), from);
   }
 
   /**
@@ -617,7 +636,7 @@ export class Hub implements LinkHandler {
       encoded = payloads.filter(isEncodedPayload);
       from.counters.droppedMalformed += payloads.length - encoded.length;
     }
-    const holders = this.#holders.get(scope)?.get(topic) ?? [];
+    const holders = this.#interest.holders(scope, topic) ?? [];
     const dispatcher = this.#dispatchers.get(scope);
     const local = dispatcher !== undefined && dispatcher.hasSubscribers(topic);
     const crossed = isHost(from) ? (hops ?? 0) + 1 : 0;
@@ -732,13 +751,9 @@ export class Hub implements LinkHandler {
       if (topics === undefined) wanted.set(scope, (topics = new Set()));
       topics.add(topic);
     }
-    for (const [scope, topics] of [...this.#holders]) {
-      for (const [topic, holders] of [...topics]) {
-        if (holders.includes(link) && !wanted.get(scope)?.has(topic)) this.#setLinkInterest(link, scope, topic, false);
-      }
-    }
-    for (const [scope, topics] of wanted) for (const topic of topics) this.#setLinkInterest(link, scope, topic, true);
-    if (reply === 0) this.#sayHello(link, 1);
+    for (const [scope, topic] of this.#interest.of(link)) if (!wanted.get(scope)?.has(topic)) this.#setLinkInterest(link, scope, topic, false);
+    for (const [scope, topics] of wanted) for (const topic of topics) if (!link.isClosed) this.#setLinkInterest(link, scope, topic, true);
+    if (reply === 0) this.#answerHello(link);
     if (welcome) {
       // Now this hub knows what lies beyond it: route what was published while joining; then a
       // thread sends the flushes made meanwhile behind it, and a process tells its threads
@@ -746,7 +761,7 @@ export class Hub implements LinkHandler {
       const early = this.#early;
       this.#early = [];
       for (const envelope of early) {
-        const holders = this.#holders.get(envelope.scope)?.get(envelope.topic);
+        const holders = this.#interest.holders(envelope.scope, envelope.topic);
         if (holders !== undefined) this.#route(envelope, holders, undefined);
       }
       if (this.#isThread) this.#sendWaitingFlushes();
@@ -758,11 +773,65 @@ export class Hub implements LinkHandler {
     }
   }
 
-  /** Every (scope, topic) that `link`'s far side wants. */
-  #interestOf(link: Link): InterestKey[] {
-    const keys: InterestKey[] = [];
-    for (const [scope, topics] of this.#holders) for (const [topic, holders] of topics) if (holders.includes(link)) keys.push([scope, topic]);
-    return keys;
+  /**
+   * Answers a hello that asked for one. The answer carries this hub's whole interest, so a
+   * peer repeating hellos could make this hub write far more than it reads: answers to one
+   * link are at most one per {@link HELLO_ANSWER_INTERVAL_MS} (those asked for meanwhile get
+   * one answer at the end of it), and none goes to a link that is not reading — it gets the
+   * interest when it drains (see #drained).
+   */
+  #answerHello(link: Link): void {
+    if (this.#helloAnswersDue.has(link)) return;
+    if (Hub.#notReading(link)) {
+      this.#markStale(link);
+      return;
+    }
+    const now = performance.now();
+    const last = this.#lastHelloAnswer.get(link);
+    if (last === undefined || now - last >= HELLO_ANSWER_INTERVAL_MS) {
+      this.#lastHelloAnswer.set(link, now);
+      this.#sayHello(link, 1);
+      return;
+    }
+    this.#helloAnswersDue.add(link);
+    this.#helloAnswerTimer ??= setTimeout(() => {
+      this.#helloAnswerTimer = undefined;
+      const due = [...this.#helloAnswersDue];
+      this.#helloAnswersDue.clear();
+      for (const waiting of due) if (!waiting.isClosed && this.#links.has(waiting)) this.#answerHello(waiting);
+    }, HELLO_ANSWER_INTERVAL_MS).unref();
+  }
+
+  /**
+   * Whether `link` is not reading what is sent to it: it holds a quarter of its message bound,
+   * or more than {@link CONTROL_SLACK_BYTES}. Interest changes for it are then coalesced.
+   */
+  static #notReading(link: Link): boolean {
+    return link.bytesHeld >= CONTROL_SLACK_BYTES || link.messagesHeld * 4 >= link.bounds.maxQueue;
+  }
+
+  /** Sends a change of interest to `link`, or, when it is not reading, coalesces it (see #markStale). */
+  #sendInterest(link: Link, scope: Scope, topic: Topic, on: boolean): void {
+    if (link.interestStale) return;
+    if (Hub.#notReading(link)) this.#markStale(link);
+    else link.sendControl(["i", scope, topic, on ? 1 : 0]);
+  }
+
+  /**
+   * Stops sending `link` changes of interest until it drains, when one hello tells it the
+   * whole of it: however much churn happens meanwhile (a subscribe and its cancel cancel out),
+   * a link that does not read costs this hub nothing more.
+   */
+  #markStale(link: Link): void {
+    link.interestStale = true;
+    this.#pressure.watch(link, false);
+  }
+
+  /** `link` drained (see PressureWatch): it learns what it missed while it was not reading. */
+  #drained(link: Link): void {
+    if (!link.interestStale || link.isClosed) return;
+    if (Hub.#notReading(link)) this.#pressure.watch(link, false);
+    else this.#sayHello(link, 1);
   }
 
   #onPeer(from: Link, frame: PeerFrame): void {
@@ -778,14 +847,12 @@ export class Hub implements LinkHandler {
   }
 
   #sayHello(link: Link, reply: 0 | 1): void {
+    // A hello tells everything: changes held back from a link that was not reading are in it.
+    link.interestStale = false;
     const interest: InterestKey[] = [];
     for (const [scope, topic] of this.#dispatchers.subscribedTopics()) interest.push([scope, topic]);
-    for (const [scope, topics] of this.#holders) {
-      for (const [topic, holders] of topics) {
-        if (Hub.#wantedBeyond(holders, link) && !this.#dispatchers.get(scope)?.hasSubscribers(topic)) {
-          interest.push([scope, topic]);
-        }
-      }
+    for (const [scope, topic, holders] of this.#interest.entries()) {
+      if (Hub.#wantedBeyond(holders, link) && !this.#dispatchers.get(scope)?.hasSubscribers(topic)) interest.push([scope, topic]);
     }
     // A process still joining cannot yet say what lies beyond it: it asks its threads for all.
     const wantsAll = link.kind === "thread" && !this.#isThread && this.#joining ? 1 : 0;
@@ -794,10 +861,6 @@ export class Hub implements LinkHandler {
     } else {
       link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, wantsAll]);
     }
-  }
-
-  #holdersOf(scope: Scope, topic: Topic): readonly Link[] {
-    return this.#holders.get(scope)?.get(topic) ?? [];
   }
 
   /**
@@ -822,23 +885,23 @@ export class Hub implements LinkHandler {
 
   /** Records that `link`'s far side does (or no longer does) want (scope, topic), and tells the others. */
   #setLinkInterest(link: Link, scope: Scope, topic: Topic, on: boolean): void {
-    const before = this.#holdersOf(scope, topic);
-    if (before.includes(link) === on) return;
-    const after = on ? [...before, link] : before.filter((holder) => holder !== link);
-    let topics = this.#holders.get(scope);
-    if (after.length !== 0) {
-      if (topics === undefined) this.#holders.set(scope, (topics = new Map()));
-      topics.set(topic, after);
-    } else if (topics !== undefined) {
-      topics.delete(topic);
-      if (topics.size === 0) this.#holders.delete(scope);
+    const before = this.#interest.holders(scope, topic) ?? [];
+    const change = this.#interest.set(link, scope, topic, on);
+    if (change === "unchanged") return;
+    if (change === "overLimit") {
+      // A peer that wants more than a link may hold breaks the protocol.
+      link.counters.droppedMalformed++;
+      debug("[%s] link %d wants more than %d topics: closed", this.node, link.id, MAX_INTEREST_PER_LINK);
+      link.close();
+      return;
     }
+    const after = this.#interest.holders(scope, topic) ?? [];
     // Local interest already shows to every link: then nothing changes for them.
     const local = this.#dispatchers.get(scope)?.hasSubscribers(topic) ?? false;
     for (const other of local ? [] : this.#links) {
       const was = Hub.#wantedBeyond(before, other);
       const is = Hub.#wantedBeyond(after, other);
-      if (was !== is) other.sendControl(["i", scope, topic, is ? 1 : 0]);
+      if (was !== is) this.#sendInterest(other, scope, topic, is);
     }
     if ((before.length !== 0) !== (after.length !== 0)) {
       if (after.length !== 0) this.#dispatchers.getOrCreate(scope).setRemoteInterest(topic, true);

@@ -36,9 +36,12 @@ export class PressureWatch {
   #timer: NodeJS.Timeout | undefined;
   /** Reports the first drop of an episode on a link. */
   readonly #warn: (link: Link) => void;
+  /** Told when a watched link drained. */
+  readonly #drained: (link: Link) => void;
 
-  constructor(warn: (link: Link) => void) {
+  constructor(warn: (link: Link) => void, drained: (link: Link) => void) {
     this.#warn = warn;
+    this.#drained = drained;
   }
 
   /** Starts watching `link` (it went over its high-water mark, or `dropped` a message). */
@@ -89,11 +92,13 @@ export class PressureWatch {
   #check(): void {
     const now = performance.now();
     let waiting = false;
+    const drained: Link[] = [];
     for (const [link, watched] of this.#links) {
       if (link.isClosed || link.level === "drained") {
         link.watched = false;
         link.inEpisode = false;
         this.#links.delete(link);
+        if (!link.isClosed) drained.push(link);
         continue;
       }
       const held = holding(link);
@@ -103,6 +108,8 @@ export class PressureWatch {
       }
       if (!link.inEpisode && now - watched.since < STUCK_MS) waiting = true;
     }
+    // Told after the walk: a link told may be watched again at once.
+    for (const link of drained) this.#drained(link);
     if (waiting || this.#waiters.length === 0) return;
     const waiters = this.#waiters;
     this.#waiters = [];

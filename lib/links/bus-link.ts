@@ -36,8 +36,11 @@ import type { Frame, InterestKey } from "../wire/frames.js";
 import { PROTOCOL_VERSION } from "../wire/frames.js";
 import { isNode } from "../wire/validate-frame.js";
 import { MAX_NAME_LENGTH } from "../errors.js";
+import { MAX_INTEREST_PER_LINK } from "../interest.js";
 import { Link, type LinkBounds } from "./link.js";
 
+/** The most other hosts a bus link keeps track of. */
+export const MAX_BUS_HOSTS = 1024;
 /** How often a host says it is alive, in milliseconds. */
 export const KEEPALIVE_MS = 2000;
 /** How many keepalives in a row, missed while the broker answers, make a host forgotten. */
@@ -401,7 +404,13 @@ export class BusLink extends Link {
   /** A host said hello: what it wants replaces what was known. */
   #hello(origin: string, interest: readonly InterestKey[]): void {
     let host = this.#hosts.get(origin);
-    if (host === undefined) this.#hosts.set(origin, (host = { interest: new Map(), heard: true, silent: 0 }));
+    if (host === undefined) {
+      // A client of the broker making up node ids must not grow the table without end.
+      if (this.#hosts.size >= MAX_BUS_HOSTS || interest.length > MAX_INTEREST_PER_LINK) return this.#events.malformed();
+      this.#hosts.set(origin, (host = { interest: new Map(), heard: true, silent: 0 }));
+    } else if (interest.length > MAX_INTEREST_PER_LINK) {
+      return this.#events.malformed();
+    }
     const wanted = new Set(interest.map(([scope, topic]) => JSON.stringify([scope, topic])));
     for (const [scope, topics] of [...host.interest]) {
       for (const topic of [...topics]) if (!wanted.has(JSON.stringify([scope, topic]))) this.#setInterest(host.interest, scope, topic, false);

@@ -151,6 +151,11 @@ export abstract class Link {
   watched = false;
   /** Whether messages were dropped since the link last drained: one warning per episode. */
   inEpisode = false;
+  /**
+   * Whether the hub held back changes of interest for this link because it was not reading;
+   * it then tells the link everything in one hello once it drains (see Hub).
+   */
+  interestStale = false;
   #outbox: Frame[] = [];
   #messagesInOutbox = 0;
   /** Bytes of the encoded payloads in the outbox. */
@@ -219,6 +224,7 @@ export abstract class Link {
 
   /** Sends a message frame; the caller has checked {@link Link.dropIfFull} first. */
   sendMessage(frame: Frame): void {
+    if (this.#closed) return;
     this.#messagesInOutbox++;
     if (typeof frame[3] === "string" && this.kind !== "thread") this.#bytesInOutbox += frame[3].length;
     this.counters.sent++;
@@ -230,6 +236,7 @@ export abstract class Link {
    * many as the bounds leave room for; the rest (the newest) are dropped and counted.
    */
   sendRun(scope: Scope, topic: Topic, payloads: readonly unknown[], hops?: number): void {
+    if (this.#closed) return;
     const { maxQueue, maxQueueBytes } = this.bounds;
     const messageRoom = maxQueue - this.messagesHeld;
     let byteRoom = maxQueueBytes - this.bytesHeld;
