@@ -6,8 +6,12 @@
  *    while a delivery is under way is delivered right after that delivery, never inside it,
  *    so every subscriber sees one router's messages in the order they were published;
  *  - a subscriber added during a delivery gets the next message, not the current one; a
- *    subscriber removed during a delivery is not called again (the list is copied on write
- *    and `active` is checked before each call, as emittery does);
+ *    subscriber removed during a delivery is not called again (a delivery iterates a snapshot
+ *    that nothing mutates, and `active` is checked before each call, as emittery does);
+ *  - adding or removing a subscriber is O(1), however many a topic has: the subscribers live
+ *    in an insertion-ordered `Set`, and a change only drops the topic's snapshot. The next
+ *    delivery makes a new one, in O(n) — no more than the delivery itself costs — so the
+ *    publish path of a topic whose subscribers do not change is one array walk, as before;
  *  - an unknown topic or scope is empty, not an error; topic keys live in `Map`s, so
  *    `"__proto__"` is an ordinary topic.
  *
@@ -29,8 +33,14 @@ export interface Beyond {
 }
 
 interface TopicEntry {
-  /** Replaced, never mutated, so a delivery under way iterates a stable snapshot. */
-  subscribers: readonly Subscriber[];
+  /** The subscribers in the order they subscribed; a `Set`, so adding and removing are O(1). */
+  readonly members: Set<Subscriber>;
+  /**
+   * `members` as an array for deliveries to walk, made on the first delivery after a change;
+   * `undefined` once `members` changed. Never mutated, so a delivery under way (or deferred)
+   * walks a stable snapshot.
+   */
+  snapshot: readonly Subscriber[] | undefined;
   /** Whether subscribers beyond this thread want this topic. */
   remote: boolean;
 }
@@ -52,10 +62,11 @@ export class Dispatcher {
   add(topic: Topic, subscriber: Subscriber): void {
     const entry = this.#topics.get(topic);
     if (entry === undefined) {
-      this.#topics.set(topic, { subscribers: [subscriber], remote: false });
+      this.#topics.set(topic, { members: new Set([subscriber]), snapshot: undefined, remote: false });
     } else {
-      const first = entry.subscribers.length === 0;
-      entry.subscribers = [...entry.subscribers, subscriber];
+      const first = entry.members.size === 0;
+      entry.members.add(subscriber);
+      entry.snapshot = undefined;
       if (!first) return;
     }
     this.#dispatchers.beyond?.interestChanged(this.scope, topic);
@@ -64,23 +75,21 @@ export class Dispatcher {
   /** Removes a subscriber from `topic`; unknown subscribers are ignored. */
   remove(topic: Topic, subscriber: Subscriber): void {
     const entry = this.#topics.get(topic);
-    if (entry === undefined) return;
-    const index = entry.subscribers.indexOf(subscriber);
-    if (index === -1) return;
-    entry.subscribers = entry.subscribers.filter((_, i) => i !== index);
-    if (entry.subscribers.length !== 0) return;
+    if (entry === undefined || !entry.members.delete(subscriber)) return;
+    entry.snapshot = undefined;
+    if (entry.members.size !== 0) return;
     if (!entry.remote) this.#topics.delete(topic);
     this.#dispatchers.beyond?.interestChanged(this.scope, topic);
   }
 
   /** Whether any subscriber in this thread wants `topic`. */
   hasSubscribers(topic: Topic): boolean {
-    return (this.#topics.get(topic)?.subscribers.length ?? 0) !== 0;
+    return (this.#topics.get(topic)?.members.size ?? 0) !== 0;
   }
 
   /** Topics with at least one subscriber in this thread. */
   *subscribedTopics(): IterableIterator<Topic> {
-    for (const [topic, entry] of this.#topics) if (entry.subscribers.length !== 0) yield topic;
+    for (const [topic, entry] of this.#topics) if (entry.members.size !== 0) yield topic;
   }
 
   /** Records whether subscribers beyond this thread want `topic`. */
@@ -88,9 +97,9 @@ export class Dispatcher {
     const entry = this.#topics.get(topic);
     if (entry !== undefined) {
       entry.remote = remote;
-      if (!remote && entry.subscribers.length === 0) this.#topics.delete(topic);
+      if (!remote && entry.members.size === 0) this.#topics.delete(topic);
     } else if (remote) {
-      this.#topics.set(topic, { subscribers: [], remote });
+      this.#topics.set(topic, { members: new Set(), snapshot: NO_SUBSCRIBERS, remote });
     }
   }
 
@@ -98,7 +107,7 @@ export class Dispatcher {
   clearRemoteInterest(): void {
     for (const [topic, entry] of this.#topics) {
       entry.remote = false;
-      if (entry.subscribers.length === 0) this.#topics.delete(topic);
+      if (entry.members.size === 0) this.#topics.delete(topic);
     }
   }
 
@@ -122,13 +131,16 @@ export class Dispatcher {
       return;
     }
     if (entry.remote || dispatchers.forwardAll) dispatchers.beyond?.forward(this.scope, topic, message);
-    if (entry.subscribers.length !== 0) deliver(entry.subscribers, message);
+    const subscribers = entry.snapshot ?? snapshot(entry);
+    if (subscribers.length !== 0) deliver(subscribers, message);
   }
 
   /** Delivers a message that arrived from beyond this thread to local subscribers only. */
   deliverLocal(topic: Topic, message: unknown): void {
     const entry = this.#topics.get(topic);
-    if (entry !== undefined && entry.subscribers.length !== 0) deliver(entry.subscribers, message);
+    if (entry === undefined) return;
+    const subscribers = entry.snapshot ?? snapshot(entry);
+    if (subscribers.length !== 0) deliver(subscribers, message);
   }
 }
 
@@ -198,12 +210,27 @@ export class ThreadDispatchers {
   }
 }
 
+/** The snapshot of a topic without local subscribers (one wanted only beyond the thread). */
+const NO_SUBSCRIBERS: readonly Subscriber[] = Object.freeze([]);
+
+/** Makes `entry`'s snapshot after a change to its members (see the module's invariants). */
+function snapshot(entry: TopicEntry): readonly Subscriber[] {
+  return (entry.snapshot = entry.members.size === 0 ? NO_SUBSCRIBERS : [...entry.members]);
+}
+
 /** The dispatchers of the thread this module runs in. */
 export const threadDispatchers = new ThreadDispatchers();
 
 // Deliveries asked for while one is under way wait here (see the module's invariants).
 let delivering = false;
-const deferred: { subscribers: readonly Subscriber[]; message: unknown }[] = [];
+let deferred: Deferred[] = [];
+
+/** A delivery asked for while another was under way. */
+interface Deferred {
+  /** The snapshot of the topic's subscribers when the message was published. */
+  subscribers: readonly Subscriber[];
+  message: unknown;
+}
 
 function deliver(subscribers: readonly Subscriber[], message: unknown): void {
   if (delivering) {
@@ -214,8 +241,16 @@ function deliver(subscribers: readonly Subscriber[], message: unknown): void {
   // caught and reported where they run), so `delivering` is always reset.
   delivering = true;
   deliverTo(subscribers, message);
-  if (deferred.length !== 0) {
-    for (let next = deferred.shift(); next !== undefined; next = deferred.shift()) deliverTo(next.subscribers, next.message);
+  // Taken a batch at a time, not with `shift()`, which is O(n) on a long queue: a handler
+  // that publishes 100k messages must not make its delivery quadratic. What the batch
+  // publishes is queued after all of it, so the order is the queue's.
+  while (deferred.length !== 0) {
+    const batch = deferred;
+    deferred = [];
+    for (let i = 0; i < batch.length; i++) {
+      const next = batch[i] as Deferred;
+      deliverTo(next.subscribers, next.message);
+    }
   }
   delivering = false;
 }
