@@ -36,11 +36,16 @@ interface TopicEntry {
   /** The subscribers in the order they subscribed; a `Set`, so adding and removing are O(1). */
   readonly members: Set<Subscriber>;
   /**
-   * `members` as an array for deliveries to walk, made on the first delivery after a change;
-   * `undefined` once `members` changed. Never mutated, so a delivery under way (or deferred)
-   * walks a stable snapshot.
+   * `members` as an array for deliveries to walk. Never mutated, so a delivery under way (or
+   * deferred) walks a stable snapshot; replaced on the first delivery after a change.
    */
-  snapshot: readonly Subscriber[] | undefined;
+  snapshot: readonly Subscriber[];
+  /**
+   * Whether `members` changed since `snapshot` was made. A flag beside it rather than an
+   * `undefined` snapshot: the field then only ever holds arrays, which keeps the property
+   * load on the publish path monomorphic.
+   */
+  stale: boolean;
   /** Whether subscribers beyond this thread want this topic. */
   remote: boolean;
 }
@@ -62,11 +67,11 @@ export class Dispatcher {
   add(topic: Topic, subscriber: Subscriber): void {
     const entry = this.#topics.get(topic);
     if (entry === undefined) {
-      this.#topics.set(topic, { members: new Set([subscriber]), snapshot: undefined, remote: false });
+      this.#topics.set(topic, { members: new Set([subscriber]), snapshot: [subscriber], stale: false, remote: false });
     } else {
       const first = entry.members.size === 0;
       entry.members.add(subscriber);
-      entry.snapshot = undefined;
+      entry.stale = true;
       if (!first) return;
     }
     this.#dispatchers.beyond?.interestChanged(this.scope, topic);
@@ -76,7 +81,7 @@ export class Dispatcher {
   remove(topic: Topic, subscriber: Subscriber): void {
     const entry = this.#topics.get(topic);
     if (entry === undefined || !entry.members.delete(subscriber)) return;
-    entry.snapshot = undefined;
+    entry.stale = true;
     if (entry.members.size !== 0) return;
     if (!entry.remote) this.#topics.delete(topic);
     this.#dispatchers.beyond?.interestChanged(this.scope, topic);
@@ -99,7 +104,7 @@ export class Dispatcher {
       entry.remote = remote;
       if (!remote && entry.members.size === 0) this.#topics.delete(topic);
     } else if (remote) {
-      this.#topics.set(topic, { members: new Set(), snapshot: NO_SUBSCRIBERS, remote });
+      this.#topics.set(topic, { members: new Set(), snapshot: NO_SUBSCRIBERS, stale: false, remote });
     }
   }
 
@@ -131,7 +136,7 @@ export class Dispatcher {
       return;
     }
     if (entry.remote || dispatchers.forwardAll) dispatchers.beyond?.forward(this.scope, topic, message);
-    const subscribers = entry.snapshot ?? snapshot(entry);
+    const subscribers = entry.stale ? snapshot(entry) : entry.snapshot;
     if (subscribers.length !== 0) deliver(subscribers, message);
   }
 
@@ -139,7 +144,7 @@ export class Dispatcher {
   deliverLocal(topic: Topic, message: unknown): void {
     const entry = this.#topics.get(topic);
     if (entry === undefined) return;
-    const subscribers = entry.snapshot ?? snapshot(entry);
+    const subscribers = entry.stale ? snapshot(entry) : entry.snapshot;
     if (subscribers.length !== 0) deliver(subscribers, message);
   }
 }
@@ -215,6 +220,7 @@ const NO_SUBSCRIBERS: readonly Subscriber[] = Object.freeze([]);
 
 /** Makes `entry`'s snapshot after a change to its members (see the module's invariants). */
 function snapshot(entry: TopicEntry): readonly Subscriber[] {
+  entry.stale = false;
   return (entry.snapshot = entry.members.size === 0 ? NO_SUBSCRIBERS : [...entry.members]);
 }
 
@@ -222,14 +228,15 @@ function snapshot(entry: TopicEntry): readonly Subscriber[] {
 export const threadDispatchers = new ThreadDispatchers();
 
 // Deliveries asked for while one is under way wait here (see the module's invariants), in
-// two arrays side by side rather than one record each: a handler that publishes 100k messages
-// then costs no allocation per message.
+// two arrays side by side rather than one record each, so a handler that publishes 100k
+// messages costs no allocation per message. They are `const` so that the check on the hot
+// path reads a constant.
 /** Whether a delivery is under way in this thread. */
 let delivering = false;
 /** For each waiting message, the snapshot of its topic's subscribers when it was published. */
-let waitingSubscribers: (readonly Subscriber[])[] = [];
+const waitingSubscribers: (readonly Subscriber[])[] = [];
 /** The waiting messages, in publish order; `waitingSubscribers[i]` is for `waitingMessages[i]`. */
-let waitingMessages: unknown[] = [];
+const waitingMessages: unknown[] = [];
 
 function deliver(subscribers: readonly Subscriber[], message: unknown): void {
   if (delivering) {
@@ -241,17 +248,26 @@ function deliver(subscribers: readonly Subscriber[], message: unknown): void {
   // caught and reported where they run), so `delivering` is always reset.
   delivering = true;
   deliverTo(subscribers, message);
-  // Taken a batch at a time, not with `shift()`, which is O(n) on a long queue: a handler
-  // that publishes 100k messages must not make its delivery quadratic. What a batch
-  // publishes is queued after all of it, so the order is the queue's.
-  while (waitingMessages.length !== 0) {
-    const subscribersBatch = waitingSubscribers;
-    const messagesBatch = waitingMessages;
-    waitingSubscribers = [];
-    waitingMessages = [];
-    for (let i = 0; i < messagesBatch.length; i++) deliverTo(subscribersBatch[i] as readonly Subscriber[], messagesBatch[i]);
-  }
+  if (waitingMessages.length !== 0) deliverWaiting();
   delivering = false;
+}
+
+/**
+ * Delivers what waits, oldest first, including what these deliveries publish. The queue is
+ * walked by index, not emptied with `shift()`, which is O(n) on a long queue and made a
+ * handler that publishes 100k messages quadratic; a delivered slot is cleared at once, so a
+ * long chain of publishes from handlers does not hold the messages it already delivered.
+ */
+function deliverWaiting(): void {
+  for (let i = 0; i < waitingMessages.length; i++) {
+    const subscribers = waitingSubscribers[i] as readonly Subscriber[];
+    const message = waitingMessages[i];
+    waitingSubscribers[i] = NO_SUBSCRIBERS;
+    waitingMessages[i] = undefined;
+    deliverTo(subscribers, message);
+  }
+  waitingSubscribers.length = 0;
+  waitingMessages.length = 0;
 }
 
 function deliverTo(subscribers: readonly Subscriber[], message: unknown): void {
