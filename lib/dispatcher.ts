@@ -9,9 +9,9 @@
  *    subscriber removed during a delivery is not called again (a delivery iterates a snapshot
  *    that nothing mutates, and `active` is checked before each call, as emittery does);
  *  - adding or removing a subscriber is O(1), however many a topic has: the subscribers live
- *    in an insertion-ordered `Set`, and a change only drops the topic's snapshot. The next
- *    delivery makes a new one, in O(n) — no more than the delivery itself costs — so the
- *    publish path of a topic whose subscribers do not change is one array walk, as before;
+ *    in an insertion-ordered `Set`, and a change only marks the topic's snapshot stale. The
+ *    next delivery makes a new one, in O(n) — no more than the delivery itself costs — so
+ *    the publish path of a topic whose subscribers do not change is one array walk, as before;
  *  - an unknown topic or scope is empty, not an error; topic keys live in `Map`s, so
  *    `"__proto__"` is an ordinary topic.
  *
