@@ -6,8 +6,12 @@
  *    while a delivery is under way is delivered right after that delivery, never inside it,
  *    so every subscriber sees one router's messages in the order they were published;
  *  - a subscriber added during a delivery gets the next message, not the current one; a
- *    subscriber removed during a delivery is not called again (the list is copied on write
- *    and `active` is checked before each call, as emittery does);
+ *    subscriber removed during a delivery is not called again (a delivery iterates a snapshot
+ *    that nothing mutates, and `active` is checked before each call, as emittery does);
+ *  - adding or removing a subscriber is O(1), however many a topic has: the subscribers live
+ *    in an insertion-ordered `Set`, and a change only marks the topic's snapshot stale. The
+ *    next delivery makes a new one, in O(n) — no more than the delivery itself costs — so
+ *    the publish path of a topic whose subscribers do not change is one array walk, as before;
  *  - an unknown topic or scope is empty, not an error; topic keys live in `Map`s, so
  *    `"__proto__"` is an ordinary topic.
  *
@@ -35,8 +39,19 @@ export interface Beyond {
 }
 
 interface TopicEntry {
-  /** Replaced, never mutated, so a delivery under way iterates a stable snapshot. */
-  subscribers: readonly Subscriber[];
+  /** The subscribers in the order they subscribed; a `Set`, so adding and removing are O(1). */
+  readonly members: Set<Subscriber>;
+  /**
+   * `members` as an array for deliveries to walk. Never mutated, so a delivery under way (or
+   * deferred) walks a stable snapshot; replaced on the first delivery after a change.
+   */
+  snapshot: readonly Subscriber[];
+  /**
+   * Whether `members` changed since `snapshot` was made. A flag beside it rather than an
+   * `undefined` snapshot: the field then only ever holds arrays, which keeps the property
+   * load on the publish path monomorphic.
+   */
+  stale: boolean;
   /** Whether subscribers beyond this thread want this topic. */
   remote: boolean;
 }
@@ -58,10 +73,11 @@ export class Dispatcher {
   add(topic: Topic, subscriber: Subscriber): void {
     const entry = this.#topics.get(topic);
     if (entry === undefined) {
-      this.#topics.set(topic, { subscribers: [subscriber], remote: false });
+      this.#topics.set(topic, { members: new Set([subscriber]), snapshot: [subscriber], stale: false, remote: false });
     } else {
-      const first = entry.subscribers.length === 0;
-      entry.subscribers = [...entry.subscribers, subscriber];
+      const first = entry.members.size === 0;
+      entry.members.add(subscriber);
+      entry.stale = true;
       if (!first) return;
     }
     this.#dispatchers.beyond?.interestChanged(this.scope, topic);
@@ -70,23 +86,21 @@ export class Dispatcher {
   /** Removes a subscriber from `topic`; unknown subscribers are ignored. */
   remove(topic: Topic, subscriber: Subscriber): void {
     const entry = this.#topics.get(topic);
-    if (entry === undefined) return;
-    const index = entry.subscribers.indexOf(subscriber);
-    if (index === -1) return;
-    entry.subscribers = entry.subscribers.filter((_, i) => i !== index);
-    if (entry.subscribers.length !== 0) return;
+    if (entry === undefined || !entry.members.delete(subscriber)) return;
+    entry.stale = true;
+    if (entry.members.size !== 0) return;
     if (!entry.remote) this.#topics.delete(topic);
     this.#dispatchers.beyond?.interestChanged(this.scope, topic);
   }
 
   /** Whether any subscriber in this thread wants `topic`. */
   hasSubscribers(topic: Topic): boolean {
-    return (this.#topics.get(topic)?.subscribers.length ?? 0) !== 0;
+    return (this.#topics.get(topic)?.members.size ?? 0) !== 0;
   }
 
   /** Topics with at least one subscriber in this thread. */
   *subscribedTopics(): IterableIterator<Topic> {
-    for (const [topic, entry] of this.#topics) if (entry.subscribers.length !== 0) yield topic;
+    for (const [topic, entry] of this.#topics) if (entry.members.size !== 0) yield topic;
   }
 
   /** Records whether subscribers beyond this thread want `topic`. */
@@ -94,9 +108,9 @@ export class Dispatcher {
     const entry = this.#topics.get(topic);
     if (entry !== undefined) {
       entry.remote = remote;
-      if (!remote && entry.subscribers.length === 0) this.#topics.delete(topic);
+      if (!remote && entry.members.size === 0) this.#topics.delete(topic);
     } else if (remote) {
-      this.#topics.set(topic, { subscribers: [], remote });
+      this.#topics.set(topic, { members: new Set(), snapshot: NO_SUBSCRIBERS, stale: false, remote });
     }
   }
 
@@ -104,7 +118,7 @@ export class Dispatcher {
   clearRemoteInterest(): void {
     for (const [topic, entry] of this.#topics) {
       entry.remote = false;
-      if (entry.subscribers.length === 0) this.#topics.delete(topic);
+      if (entry.members.size === 0) this.#topics.delete(topic);
     }
   }
 
@@ -126,14 +140,17 @@ export class Dispatcher {
     const entry = this.#topics.get(topic);
     if (entry === undefined) return dispatchers.forwardAll ? dispatchers.beyond?.forward(this.scope, topic, message, strict) : undefined;
     const outcome = entry.remote || dispatchers.forwardAll ? dispatchers.beyond?.forward(this.scope, topic, message, strict) : undefined;
-    if (entry.subscribers.length !== 0) deliver(entry.subscribers, message);
+    const subscribers = entry.stale ? snapshot(entry) : entry.snapshot;
+    if (subscribers.length !== 0) deliver(subscribers, message);
     return outcome;
   }
 
   /** Delivers a message that arrived from beyond this thread to local subscribers only. */
   deliverLocal(topic: Topic, message: unknown): void {
     const entry = this.#topics.get(topic);
-    if (entry !== undefined && entry.subscribers.length !== 0) deliver(entry.subscribers, message);
+    if (entry === undefined) return;
+    const subscribers = entry.stale ? snapshot(entry) : entry.snapshot;
+    if (subscribers.length !== 0) deliver(subscribers, message);
   }
 }
 
@@ -203,26 +220,59 @@ export class ThreadDispatchers {
   }
 }
 
+/** The snapshot of a topic without local subscribers (one wanted only beyond the thread). */
+const NO_SUBSCRIBERS: readonly Subscriber[] = Object.freeze([]);
+
+/** Makes `entry`'s snapshot after a change to its members (see the module's invariants). */
+function snapshot(entry: TopicEntry): readonly Subscriber[] {
+  entry.stale = false;
+  return (entry.snapshot = entry.members.size === 0 ? NO_SUBSCRIBERS : [...entry.members]);
+}
+
 /** The dispatchers of the thread this module runs in. */
 export const threadDispatchers = new ThreadDispatchers();
 
-// Deliveries asked for while one is under way wait here (see the module's invariants).
+// Deliveries asked for while one is under way wait here (see the module's invariants), in
+// two arrays side by side rather than one record each, so a handler that publishes 100k
+// messages costs no allocation per message. They are `const` so that the check on the hot
+// path reads a constant.
+/** Whether a delivery is under way in this thread. */
 let delivering = false;
-const deferred: { subscribers: readonly Subscriber[]; message: unknown }[] = [];
+/** For each waiting message, the snapshot of its topic's subscribers when it was published. */
+const waitingSubscribers: (readonly Subscriber[])[] = [];
+/** The waiting messages, in publish order; `waitingSubscribers[i]` is for `waitingMessages[i]`. */
+const waitingMessages: unknown[] = [];
 
 function deliver(subscribers: readonly Subscriber[], message: unknown): void {
   if (delivering) {
-    deferred.push({ subscribers, message });
+    waitingSubscribers.push(subscribers);
+    waitingMessages.push(message);
     return;
   }
   // No try/finally on this hot path: Subscriber.deliver never throws (handlers' errors are
   // caught and reported where they run), so `delivering` is always reset.
   delivering = true;
   deliverTo(subscribers, message);
-  if (deferred.length !== 0) {
-    for (let next = deferred.shift(); next !== undefined; next = deferred.shift()) deliverTo(next.subscribers, next.message);
-  }
+  if (waitingMessages.length !== 0) deliverWaiting();
   delivering = false;
+}
+
+/**
+ * Delivers what waits, oldest first, including what these deliveries publish. The queue is
+ * walked by index, not emptied with `shift()`, which is O(n) on a long queue and made a
+ * handler that publishes 100k messages quadratic; a delivered slot is cleared at once, so a
+ * long chain of publishes from handlers does not hold the messages it already delivered.
+ */
+function deliverWaiting(): void {
+  for (let i = 0; i < waitingMessages.length; i++) {
+    const subscribers = waitingSubscribers[i] as readonly Subscriber[];
+    const message = waitingMessages[i];
+    waitingSubscribers[i] = NO_SUBSCRIBERS;
+    waitingMessages[i] = undefined;
+    deliverTo(subscribers, message);
+  }
+  waitingSubscribers.length = 0;
+  waitingMessages.length = 0;
 }
 
 function deliverTo(subscribers: readonly Subscriber[], message: unknown): void {

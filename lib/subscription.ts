@@ -228,6 +228,9 @@ export class Subscription<T = unknown> implements Subscriber, AsyncIterable<T>, 
     this.#active = false;
     this.#buffer.clear();
     this.#owner.detach(this.topic, this);
+    // The reason is an Error, whose stack costs microseconds: made only when someone waits,
+    // so cancelling 100k idle subscriptions (a router's close()) stays O(1) each and cheap.
+    if (this.#waiters.length === 0) return;
     const waiters = this.#waiters;
     this.#waiters = [];
     const reason = cancelled(this.topic);
