@@ -9,6 +9,7 @@
  */
 import superjson from "superjson";
 import { RoarError } from "../errors.js";
+import { assertSendable } from "../sendable.js";
 
 /** A superjson-encoded payload, as it travels in frames. */
 export type EncodedPayload = string;
@@ -55,10 +56,25 @@ export function isEncodedPayload(value: unknown): value is EncodedPayload {
 }
 
 /**
- * Decodes a payload that came from another process.
- * @throws {@link RoarError} `ERR_ROAR_MALFORMED` when it is not a valid encoding.
+ * Decodes a payload that came from another process or host.
+ *
+ * The peer may be hostile: what it sent is checked as `publish` checks a message, so a
+ * subscriber never receives what no local `publish` could have sent (an own `__proto__` key,
+ * nesting deeper than MAX_DEPTH, or a type superjson knows but a message may not hold, such as
+ * an Error or binary data).
+ * @throws {@link RoarError} `ERR_ROAR_MALFORMED` when it is not a valid encoding of a sendable value.
  */
 export function decodePayload(payload: EncodedPayload): unknown {
+  const value = decode(payload);
+  try {
+    assertSendable(value);
+  } catch (cause) {
+    throw new RoarError("ERR_ROAR_MALFORMED", `a payload holds what a message may not: ${(cause as Error).message}`, { cause });
+  }
+  return value;
+}
+
+function decode(payload: EncodedPayload): unknown {
   let parsed: unknown;
   try {
     parsed = JSON.parse(payload);
@@ -75,7 +91,9 @@ export function decodePayload(payload: EncodedPayload): unknown {
     throw new RoarError("ERR_ROAR_MALFORMED", "a payload's superjson `meta` is not an object");
   }
   try {
-    return superjson.deserialize(parsed as Parameters<typeof superjson.deserialize>[0]);
+    // In place, as superjson.parse does: `parsed` is this call's own, and superjson's copy would
+    // silently drop an own `__proto__` key that the check after this must see and refuse.
+    return superjson.deserialize(parsed as Parameters<typeof superjson.deserialize>[0], { inPlace: true });
   } catch (cause) {
     throw new RoarError("ERR_ROAR_MALFORMED", "a payload could not be decoded", { cause });
   }
