@@ -97,6 +97,31 @@ function quick(value: object, depth: number): boolean {
   return true;
 }
 
+/**
+ * {@link assertSendable} for what `JSON.parse` made in this realm, which can hold only plain
+ * objects, dense arrays and JSON's primitives: of the rules, only the guarded keys and the
+ * depth can fail, so the walk checks those alone (a decoded payload costs one walk, not two).
+ * @throws {@link RoarError} `ERR_ROAR_UNSERIALIZABLE`, as `assertSendable` would.
+ */
+export function assertSendableJson(value: unknown): void {
+  if (typeof value === "object" && value !== null && !jsonQuick(value, 0)) assertSendable(value);
+}
+
+/** `true` when JSON data `value` is sendable; `false` sends the caller to the exact walk, which names what is not. */
+function jsonQuick(value: object, depth: number): boolean {
+  // JSON has no references: the depth bounds the walk, and no cycle can make it endless.
+  if (depth >= MAX_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (const item of value as unknown[]) if (typeof item === "object" && item !== null && !jsonQuick(item, depth + 1)) return false;
+    return true;
+  }
+  for (const key in value) {
+    const item: unknown = (value as Record<string, unknown>)[key];
+    if (isGuardedKey(key) || (typeof item === "object" && item !== null && !jsonQuick(item, depth + 1))) return false;
+  }
+  return true;
+}
+
 /** Keys superjson refuses to encode or decode (its prototype-pollution guard), so a message cannot hold them. */
 function isGuardedKey(key: string): boolean {
   return key === "__proto__" || key === "constructor" || key === "prototype";
