@@ -2,6 +2,7 @@ import { describe, expect, it } from "@jest/globals";
 import type { RoarError } from "../lib/errors.js";
 import { MAX_DEPTH, assertSendable } from "../lib/sendable.js";
 import { roarError } from "./helpers.js";
+import { ARRIVES, REFUSED } from "./fixtures/value-cases.js";
 
 function expectUnsendable(value: unknown): RoarError {
   return roarError(() => assertSendable(value), "ERR_ROAR_UNSERIALIZABLE");
@@ -60,7 +61,6 @@ describe("assertSendable accepts", () => {
     ["nested arrays", [1, [2, [3, ["four"]]]]],
     ["nested plain objects", { a: { b: { c: "d" } }, list: [{ e: null }] }],
     ["objects holding special numbers, undefined and bigints", { nan: NaN, negZero: -0, missing: undefined, big: 1n }],
-    ["a sparse array", [1, , 3]],
     ["a Map", new Map<unknown, unknown>([["a", 1], [{ k: 1 }, [2]]])],
     ["a Set", new Set([1, "two", { three: 3 }])],
     ["a Date", new Date(0)],
@@ -238,6 +238,50 @@ describe("assertSendable rejects what superjson cannot carry unchanged", () => {
     expectUnsendable(new Date(NaN));
   });
 
+});
+
+// The matrix's cases (spec/fixtures/value-cases.ts): the same table every peer of
+// spec/integration/values.spec.ts publishes over every kind of link.
+describe("assertSendable judges the value matrix's cases", () => {
+  it.each(ARRIVES.map((c) => [c.name, c] as const))("accepts %s", (_, { make }) => {
+    expect(() => assertSendable(make())).not.toThrow();
+  });
+
+  it.each(REFUSED.map((c) => [c.name, c] as const))("refuses %s, saying why", (_, { make, why }) => {
+    expect(expectUnsendable(make()).message).toContain(why);
+  });
+});
+
+describe("assertSendable's refusals say what to send instead", () => {
+  it.each<[string, () => unknown, string]>([
+    ["an arguments object", () => (function (..._: unknown[]) { return arguments; })(1), "`message` is an `arguments` object, which structured clone refuses: pass `Array.from(arguments)`"],
+    ["a sparse array", () => ({ list: [1, 2, , 4] }), "`message.list` is a sparse array (a hole at index 2), whose holes would arrive as undefined in another thread and as null in another process: fill the holes"],
+    ["an array with a named property", () => Object.assign(["a"], { total: 1 }), "`message` is an array with a named property `total`, which would reach another thread but not another process: send an object that holds the array and the property, e.g. `{ items: [...array], total: array.total }`"],
+    ["a class instance", () => [new Point(0, 0)], "`message[0]` is an instance of class Point, which would arrive as a plain object or not at all: send a plain object"],
+    ["a Buffer", () => Buffer.from("x"), "`message` is binary data (Buffer), which is not supported yet: send an array of numbers or a base64 string"],
+    ["an object made by Object.create", () => Object.create({ inherited: 1 }) as object, "`message` is an object whose prototype is not Object.prototype"],
+  ])("%s", (_, make, start) => {
+    const { message } = expectUnsendable(make());
+    expect(message.startsWith(start)).toBe(true);
+    expect(message).toContain("a message may hold strings, numbers, booleans, null, undefined, bigints, and dense arrays, plain objects, Maps, Sets, Dates and RegExps of them");
+  });
+
+  it("a sparse array is refused at once, however long it is", () => {
+    const huge: unknown[] = [];
+    huge.length = 2 ** 32 - 1;
+    const started = process.hrtime.bigint();
+    expect(expectUnsendable(huge).message).toContain("hole at index 0");
+    expect(Number(process.hrtime.bigint() - started) / 1e6).toBeLessThan(1000);
+  });
+
+  it("a hole past the first pass's budget, and a named property on an array inside a large message", () => {
+    const items: unknown[] = Array.from({ length: 300 }, (_, id) => ({ id }));
+    items.length = 301;
+    expect(expectUnsendable({ items }).message).toContain("`message.items` is a sparse array (a hole at index 300)");
+    const named = Array.from({ length: 300 }, (_, id) => ({ id, tags: ["a"] }));
+    Object.assign(named[299]!.tags, { extra: true });
+    expect(expectUnsendable(named).message).toContain("`message[299].tags` is an array with a named property `extra`");
+  });
 });
 
 describe("assertSendable leaves out, as JSON does", () => {

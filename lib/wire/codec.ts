@@ -9,6 +9,7 @@
  */
 import superjson from "superjson";
 import { RoarError } from "../errors.js";
+import { assertSendable, assertSendableJson } from "../sendable.js";
 
 /** A superjson-encoded payload, as it travels in frames. */
 export type EncodedPayload = string;
@@ -55,8 +56,13 @@ export function isEncodedPayload(value: unknown): value is EncodedPayload {
 }
 
 /**
- * Decodes a payload that came from another process.
- * @throws {@link RoarError} `ERR_ROAR_MALFORMED` when it is not a valid encoding.
+ * Decodes a payload that came from another process or host.
+ *
+ * The peer may be hostile: what it sent is checked as `publish` checks a message, so a
+ * subscriber never receives what no local `publish` could have sent (an own `__proto__` key,
+ * nesting deeper than MAX_DEPTH, or a type superjson knows but a message may not hold, such as
+ * an Error or binary data).
+ * @throws {@link RoarError} `ERR_ROAR_MALFORMED` when it is not a valid encoding of a sendable value.
  */
 export function decodePayload(payload: EncodedPayload): unknown {
   let parsed: unknown;
@@ -70,13 +76,27 @@ export function decodePayload(payload: EncodedPayload): unknown {
   }
   const meta: unknown = (parsed as { meta?: unknown }).meta;
   // Without meta, superjson would only copy what JSON.parse just made in this realm.
-  if (meta === undefined) return (parsed as { json: unknown }).json;
+  if (meta === undefined) return checked((parsed as { json: unknown }).json, assertSendableJson);
   if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
     throw new RoarError("ERR_ROAR_MALFORMED", "a payload's superjson `meta` is not an object");
   }
+  let value: unknown;
   try {
-    return superjson.deserialize(parsed as Parameters<typeof superjson.deserialize>[0]);
+    // In place, as superjson.parse does: `parsed` is this call's own, and superjson's copy would
+    // silently drop an own `__proto__` key that the check after this must see and refuse.
+    value = superjson.deserialize(parsed as Parameters<typeof superjson.deserialize>[0], { inPlace: true });
   } catch (cause) {
     throw new RoarError("ERR_ROAR_MALFORMED", "a payload could not be decoded", { cause });
   }
+  return checked(value, assertSendable);
+}
+
+/** `value`, once `check` (which throws ERR_ROAR_UNSERIALIZABLE) found it sendable. */
+function checked(value: unknown, check: (value: unknown) => void): unknown {
+  try {
+    check(value);
+  } catch (cause) {
+    throw new RoarError("ERR_ROAR_MALFORMED", `a payload holds what a message may not: ${(cause as Error).message}`, { cause });
+  }
+  return value;
 }

@@ -487,12 +487,13 @@ describe("hosts over WebSocketTransport", () => {
       ["m", "__proto__", "__proto__", JSON.stringify({ json: "after" })],
     ]);
     for (const peer of [L.peer, l1, D.peer]) {
-      const got = await peer.call("next", { key: "proto", count: 2, timeout: TIMEOUT });
-      expect(got.map((message) => JSON.stringify(message))).toEqual(['{"__proto__":{"polluted":true}}', '"after"']);
+      // An own `__proto__` key is what no publish could send: dropped where it is decoded.
+      const got = await peer.call("next", { key: "proto", count: 1, timeout: TIMEOUT });
+      expect(got.map((message) => JSON.stringify(message))).toEqual(['"after"']);
       expect(await peer.call("pollution", {})).toEqual([]);
     }
     // The host forwarded the undecodable payload as it was, and counted it where it could not deliver it.
-    expect((await stats(L)).dropped.undecodable).toBeGreaterThanOrEqual(1);
+    expect((await stats(L)).dropped.undecodable).toBeGreaterThanOrEqual(2);
     expect(raw.socket.readyState).toBe(WebSocket.OPEN);
     expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined();
 

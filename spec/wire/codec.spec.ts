@@ -2,6 +2,8 @@ import { describe, expect, it } from "@jest/globals";
 import superjson from "superjson";
 import { decodePayload, encodePayload } from "../../lib/wire/codec.js";
 import { roarError } from "../helpers.js";
+import { ARRIVES, nestedArrays } from "../fixtures/value-cases.js";
+import { typedDump } from "../fixtures/rich.js";
 
 describe("payload codec", () => {
   it.each<[string, unknown]>([
@@ -41,5 +43,39 @@ describe("payload codec", () => {
   ])("refuses %s with ERR_ROAR_MALFORMED", (_, payload) => {
     roarError(() => decodePayload(payload), "ERR_ROAR_MALFORMED");
     expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined();
+  });
+
+  it.each(ARRIVES.map((c) => [c.name, c] as const))("brings %s back as itself", (_, { make }) => {
+    expect(typedDump(decodePayload(encodePayload(make())))).toEqual(typedDump(make()));
+  });
+});
+
+// A peer may send anything; what it sends is held to what `publish` accepts (guarantee 7).
+describe("payload codec, given what no publish could have sent", () => {
+  const deep = JSON.stringify({ json: nestedArrays(600) });
+  it.each<[string, string]>([
+    ["an own __proto__ key", '{"json":{"__proto__":{"polluted":true}}}'],
+    ["an own __proto__ key written with a unicode escape", '{"json":{"\\u005f_proto__":{"polluted":true}}}'],
+    ["an own __proto__ key deep inside", '{"json":{"a":[1,{"b":{"__proto__":{"polluted":true}}}]}}'],
+    ["an own constructor key", '{"json":{"constructor":{"prototype":{"polluted":true}}}}'],
+    ["an own prototype key", '{"json":[{"prototype":1}]}'],
+    ["an own __proto__ key beside values superjson annotates", JSON.stringify({ json: JSON.parse('{"at":"1970-01-01T00:00:00.000Z","__proto__":{"polluted":true}}') as unknown, meta: { values: { at: ["Date"] } } })],
+    ["an own __proto__ key inside a Map", '{"json":[["k",{"__proto__":{"polluted":true}}]],"meta":{"values":["map"]}}'],
+    [`nesting deeper than ${600 - 1} levels`, deep],
+    ["an Error", superjson.stringify(new Error("boom"))],
+    ["binary data", superjson.stringify({ bytes: new Uint8Array([1, 2]) })],
+    ["a URL", superjson.stringify(new URL("https://example.com/"))],
+    ["an invalid Date", '{"json":"x","meta":{"values":["Date"]}}'],
+  ])("refuses %s with ERR_ROAR_MALFORMED, and pollutes nothing", (_, payload) => {
+    const error = roarError(() => decodePayload(payload), "ERR_ROAR_MALFORMED");
+    expect(error.message).toMatch(/^a payload (holds what a message may not|could not be decoded)/);
+    const plain: Record<string, unknown> = {};
+    expect(plain["polluted"]).toBeUndefined();
+    expect(Object.keys(Object.prototype)).toEqual([]);
+  });
+
+  it("decodes names of Object.prototype's members as the plain keys they are", () => {
+    const decoded = decodePayload('{"json":{"toString":1,"hasOwnProperty":"x","valueOf":[]}}');
+    expect(typedDump(decoded)).toEqual(typedDump({ toString: 1, hasOwnProperty: "x", valueOf: [] }));
   });
 });
