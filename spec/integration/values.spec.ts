@@ -17,7 +17,7 @@ afterEach(() => cleanup.run());
 
 const LOCAL = "127.0.0.1";
 const TOKEN = "a shared secret of the value matrix";
-const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 };
+const NO_DROPS = { queueFull: 0, malformed: 0, undecodable: 0, unsendable: 0, oversized: 0, unauthenticated: 0, disconnected: 0, looped: 0 };
 
 describe("the value matrix (guarantee 6)", () => {
   it("every value publish accepts arrives as itself over every kind of link, and every publisher refuses the same values", async () => {
