@@ -30,25 +30,18 @@
  *    flush resolves, every hub on the host, and on the linked hosts, has taken in the
  *    interest sent before it, so a publish made anywhere afterwards reaches the subscriber.
  *
- * Races handled:
+ * Races handled (those of joining the parent — an upstream that listens late, a thread that
+ * publishes before it is welcomed, a process that publishes while it joins, a parent that
+ * never answers — are in join.ts, at the branches that handle them):
  *  - a link's far side may start after this side said hello (a cluster worker loads roar
  *    after the primary attached it): every hello is answered with one carrying the full
  *    interest, and interest frames are sent even before the far side greeted, so whichever
  *    side speaks first, both end up with the same picture;
- *  - flush requests sent upstream before the upstream hub listened are sent again when it
- *    says hello (a repeated answer is ignored);
  *  - a link that closes takes its interest with it and counts as done in every pending sync;
- *  - a thread that publishes before its main thread welcomed it (a synchronous tinypool task)
- *    holds those messages until the main thread's hello, which comes after its introductions
- *    to every other thread: then it routes them as if published just then, and nothing is
- *    sent to a thread before the link to it exists;
  *  - a thread introduced to a new one tells it what it wants in its own hello; until then the
  *    new thread goes by what the main thread knew. A subscription whose flush resolved is
  *    always in that picture: the flush's answer reached the subscribing thread after its
  *    introduction to the new thread, so its hello to the new thread went out first;
- *  - a process still joining its parent does not know what lies beyond it: it sends all it
- *    publishes, and all its threads send it, up (its hello asks its threads for everything),
- *    and says exactly what it wants once its parent's hello arrives;
  *  - a hub that closes says bye: the far side forgets what it wanted and stops waiting for it
  *    in syncs, but keeps listening on a channel that outlives it, where a later hub says
  *    hello again. A thread whose main thread said bye drops all its links and joins anew; a
@@ -62,7 +55,8 @@ import { RoarError } from "./errors.js";
 import type { HostLink } from "./links/host-link.js";
 import { addCounters, countQueueFull, zeroCounters, type Link, type LinkBounds, type LinkCounters, type LinkHandler } from "./links/link.js";
 import { PressureWatch } from "./pressure.js";
-import { DEFAULT_FLUSH_TIMEOUT_MS, FlushRequests, SYNC_TIMEOUT_MS, SyncRounds, Waiters, type Requester } from "./barrier.js";
+import { DEFAULT_FLUSH_TIMEOUT_MS, SYNC_TIMEOUT_MS, SyncRounds } from "./barrier.js";
+import { Join } from "./join.js";
 import { DropReporter, DropReports } from "./stats.js";
 import { InterestTable, MAX_INTEREST_PER_LINK } from "./interest.js";
 import type { Scope, Topic } from "./types.js";
@@ -102,19 +96,9 @@ export class Hub implements LinkHandler {
   /** Links whose hello waits to be answered, at the end of their rate limit's window. */
   readonly #helloAnswersDue = new Set<Link>();
   #helloAnswerTimer: NodeJS.Timeout | undefined;
-  #upstream: Link | undefined;
   #nextId = 1;
-  /** Flushes sent to the upstream hub, one at a time (see barrier.ts). */
-  readonly #flushUp = new FlushRequests(
-    (id) => {
-      // What this process dropped reaches the root before the flush does.
-      this.#reporter?.report();
-      this.#upstream?.sendControl(["f", id]);
-    },
-    () => this.#nextId++,
-  );
-  /** Flushes waiting for an upstream link (a thread whose main thread has no relay yet). */
-  #waitingForUpstream = new Waiters();
+  /** Where this hub stands towards the root of its host, and what waits on it (see join.ts). */
+  readonly #join: Join;
   /** Sync rounds this hub runs (see barrier.ts). */
   readonly #rounds = new SyncRounds({
     targets: (from, hops) => this.#syncTargets(from, hops),
@@ -132,10 +116,6 @@ export class Hub implements LinkHandler {
   /** For each thread's shared drop counter, how much of it is in `#hubCounters` already. */
   readonly #foldedDrops = new WeakMap<Int32Array, number>();
   readonly #hubCounters: HubCounters = { ...zeroCounters(), droppedUndecodable: 0, droppedLooped: 0 };
-  /** Whether this hub has, or is about to get, a link towards the root. */
-  #expectsUpstream: boolean;
-  /** Messages published here while joining, before they could be routed; bounded by maxQueue. */
-  #early: Envelope[] = [];
   /** The bounds of what waits here and of every link of this thread's host (shared with them). */
   readonly bounds: LinkBounds;
   /** Links over their high-water mark, until they drain. */
@@ -145,58 +125,53 @@ export class Hub implements LinkHandler {
   );
   /** What the publish under way met: links that dropped it, and whether one is over its high-water mark. */
   #outcome = { drops: 0, pressured: false };
-  /** Whether the upstream hub said hello since the upstream link was made (see #onHello). */
-  #welcomed = false;
-  /** A thread's: whether its main thread, still joining its parent, asked for everything. */
-  #upstreamWantsAll = false;
-  /**
-   * A cluster worker's: whether its primary never answered its hello (it runs no roar): it
-   * routes as a root would until a hello comes, rather than send everything up for ever.
-   */
-  #upstreamSilent = false;
   /** Called when the link to the upstream hub is lost and this hub must join again. */
   onUpstreamLost: (() => void) | undefined;
   /** A worker thread's hub: it holds what it publishes until its main thread has welcomed it. */
   readonly #isThread: boolean;
   /** This thread's links to the other threads of its process, and its doorbell. */
   readonly mesh = new ThreadMesh();
-  #closed = false;
 
   /** The dispatchers this hub serves: its thread's, or those of an isolated host. */
   readonly #dispatchers: ThreadDispatchers;
 
   constructor({ dispatchers, expectsUpstream, isThread, bounds }: { dispatchers: ThreadDispatchers; expectsUpstream: boolean; isThread: boolean; bounds: LinkBounds }) {
     this.#dispatchers = dispatchers;
-    this.#expectsUpstream = expectsUpstream;
     this.#isThread = isThread;
     this.bounds = bounds;
     this.#reporter = isThread ? undefined : new DropReporter(() => this.counters(), (totals) => this.#upstream?.sendControl(["d", totals]));
-    this.#updateForwardAll();
+    this.#join = new Join({
+      expectsUpstream,
+      isThread,
+      bounds,
+      hooks: {
+        forwardAll: (on) => (dispatchers.forwardAll = on),
+        greetThreads: () => this.#greetThreadsAgain(),
+        syncHere: (requester) => this.#rounds.sync(undefined, 0, requester),
+        route: (envelope) => {
+          const holders = this.#interest.holders(envelope.scope, envelope.topic);
+          if (holders !== undefined) this.#route(envelope, holders, undefined);
+        },
+        send: (link, envelope) => this.#send(link, envelope),
+        droppedHeld: () => {
+          countQueueFull(this.#hubCounters, 1);
+          this.#outcome.drops++;
+        },
+        // What this process dropped reaches the root before the flush does.
+        beforeFlush: () => this.#reporter?.report(),
+        newId: () => this.#nextId++,
+      },
+    });
   }
 
-  /**
-   * Whether the dispatchers hand this hub every message, wanted beyond or not: while this hub
-   * joins (it does not yet know what lies beyond), and in a thread whose main thread asked for
-   * everything. Derived from the state it depends on; called after each change of it.
-   */
-  #updateForwardAll(): void {
-    this.#dispatchers.forwardAll = !this.#closed && (this.#joining || this.#upstreamWantsAll);
+  /** The link towards the root, if this hub has one (see join.ts). */
+  get #upstream(): Link | undefined {
+    return this.#join.upstream;
   }
 
-  /**
-   * Gives up waiting for an upstream link (a forked child whose parent never said hello):
-   * this hub is a root after all. What waited for the upstream is settled here.
-   */
+  /** Gives up waiting for an upstream link: this hub is a root after all (see {@link Join.stopExpecting}). */
   stopExpectingUpstream(): void {
-    if (!this.#expectsUpstream || this.#upstream !== undefined) return;
-    this.#expectsUpstream = false;
-    this.#updateForwardAll();
-    // Held for a parent that turned out not to run roar: nothing beyond this process wanted them.
-    this.#early = [];
-    this.#greetThreadsAgain();
-    const waiting = this.#waitingForUpstream;
-    this.#waitingForUpstream = new Waiters();
-    for (const requester of waiting.requesters()) this.#rounds.sync(undefined, 0, requester);
+    this.#join.stopExpecting();
   }
 
   /** The bounds changed (a later `startRelay()`): this main thread's threads learn them. */
@@ -205,21 +180,12 @@ export class Hub implements LinkHandler {
   }
 
   /**
-   * The upstream hub has not said hello in the time a running relay answers (a cluster
-   * primary that never loads roar): stop sending everything up and route as a root. A hello
-   * that comes later welcomes this hub as usual.
+   * The upstream hub has not said hello in the time a running relay answers: route as a root
+   * (see {@link Join.silent}).
    * @returns `false` when the upstream hub did say hello
    */
   upstreamIsSilent(): boolean {
-    if (this.#upstream === undefined || this.#welcomed || this.#upstreamSilent || this.#closed) return false;
-    this.#upstreamSilent = true;
-    this.#updateForwardAll();
-    this.#early = [];
-    this.#greetThreadsAgain();
-    const requesters = [...this.#flushUp.takeAll(), ...this.#waitingForUpstream.requesters()];
-    this.#waitingForUpstream = new Waiters();
-    for (const requester of requesters) this.#rounds.sync(undefined, 0, requester);
-    return true;
+    return this.#join.silent();
   }
 
   /** Whether this hub has a link towards a root above it. */
@@ -254,7 +220,7 @@ export class Hub implements LinkHandler {
    * Adds a link and says hello on it. `upstream` marks the link towards the root.
    */
   addLink(link: Link, { upstream = false } = {}): void {
-    if (this.#closed) {
+    if (this.#join.closed) {
       link.close();
       return;
     }
@@ -269,31 +235,12 @@ export class Hub implements LinkHandler {
     this.#links.add(link);
     this.mesh.track(link);
     if (upstream) {
-      this.#upstream = link;
-      this.#welcomed = false;
-      this.#expectsUpstream = true;
-      this.#updateForwardAll();
-    }
-    this.#sayHello(link, 0);
-    if (upstream && !this.#isThread) {
-      const early = this.#early;
-      this.#early = [];
-      for (const envelope of early) this.#send(link, envelope);
+      this.#join.linked(link, () => this.#sayHello(link, 0));
       this.#reporter?.start();
-      this.#sendWaitingFlushes();
+    } else {
+      this.#sayHello(link, 0);
     }
     debug("[%s] link %d (%s%s) added", this.node, link.id, link.kind, upstream ? ", upstream" : "");
-  }
-
-  /** Whether this hub waits for its upstream hub's hello (or for an upstream at all). */
-  get #joining(): boolean {
-    return this.#expectsUpstream && !this.#welcomed && !this.#upstreamSilent;
-  }
-
-  #sendWaitingFlushes(): void {
-    const waiting = this.#waitingForUpstream;
-    this.#waitingForUpstream = new Waiters();
-    for (const requester of waiting.requesters()) this.#flushUp.request(requester);
   }
 
   /**
@@ -304,22 +251,12 @@ export class Hub implements LinkHandler {
     for (const link of this.#links) if (link.kind === "thread" && link !== this.#upstream) this.#sayHello(link, 1);
   }
 
-  /** While joining, what a thread sent here goes up too: the hubs above know who wants it. */
-  #upWhileJoining(envelope: Envelope, holders: readonly Link[] | undefined): void {
-    const upstream = this.#upstream;
-    if (upstream === undefined) this.#hold(envelope);
-    else if (holders === undefined || !holders.includes(upstream)) this.#send(upstream, envelope);
-  }
-
   /** Closes every link; the hub routes nothing more. */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#updateForwardAll();
-    for (const link of [...this.#links]) link.close();
-    const error = new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed");
-    for (const local of this.#waitingForUpstream.locals) local.fail(error);
-    this.#waitingForUpstream = new Waiters();
+    if (this.#join.closed) return;
+    this.#join.close(() => {
+      for (const link of [...this.#links]) link.close();
+    });
     this.#rounds.close();
     this.#reporter?.stop();
   }
@@ -349,17 +286,9 @@ export class Hub implements LinkHandler {
     outcome.drops = 0;
     outcome.pressured = false;
     if (this.#dispatchers.forwardAll) {
+      // While joining, a message goes up, or waits for the welcome (see Join.takesPublish).
       const envelope = Envelope.ofValue(scope, topic, value);
-      if (this.#isThread && !this.#welcomed) {
-        // A joining thread waits for its main thread's welcome, which brings what lies beyond
-        // and its direct links to the other threads; then it routes what waited.
-        this.#hold(envelope);
-        return outcome;
-      }
-      // A joining process sends everything up, and so does a thread whose main thread asked
-      // for everything while it joins its parent: the hubs above know who wants what.
-      this.#upWhileJoining(envelope, holders);
-      if (holders !== undefined) this.#route(envelope, holders, undefined);
+      if (!this.#join.takesPublish(envelope, holders) && holders !== undefined) this.#route(envelope, holders, undefined);
       return outcome;
     }
     if (holders !== undefined) this.#route(Envelope.ofValue(scope, topic, value), holders, undefined);
@@ -384,14 +313,6 @@ export class Hub implements LinkHandler {
     return this.#pressure.drained();
   }
 
-  #hold(envelope: Envelope): void {
-    if (this.#early.length < this.bounds.maxQueue) this.#early.push(envelope);
-    else {
-      countQueueFull(this.#hubCounters, 1);
-      this.#outcome.drops++;
-    }
-  }
-
   /**
    * Resolves once all that this thread sent so far has reached the root, and the root synced;
    * rejects with ERR_ROAR_TIMEOUT after `timeout` ms, or when the root's sync timed out,
@@ -404,9 +325,9 @@ export class Hub implements LinkHandler {
       // this timer holds the event loop open until it comes, or until it gives up.
       const timer = setTimeout(() => {
         settled = true;
-        reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() did not complete within ${timeout} ms: ${this.#whoDelays()} did not answer`));
+        reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() did not complete within ${timeout} ms: ${this.#join.whoDelays()} did not answer`));
       }, timeout);
-      this.#request({
+      this.#join.request({
         settle: (missing) => {
           if (settled) return;
           settled = true;
@@ -422,22 +343,6 @@ export class Hub implements LinkHandler {
         },
       });
     });
-  }
-
-  /** Asks for a flush: of the upstream hub, or, at the root, of a sync round here. */
-  #request(requester: Requester): void {
-    // A joining thread sends its flush after what it held back, once welcomed.
-    if (this.#upstreamSilent) this.#rounds.sync(undefined, 0, requester);
-    else if (this.#upstream !== undefined && !(this.#isThread && !this.#welcomed)) this.#flushUp.request(requester);
-    else if (this.#expectsUpstream) this.#waitingForUpstream.add(requester);
-    else this.#rounds.sync(undefined, 0, requester);
-  }
-
-  /** What a flush that timed out waited for, in words. */
-  #whoDelays(): string {
-    if (this.#upstream !== undefined) return this.#upstream.label;
-    if (this.#expectsUpstream) return this.#isThread ? "the main thread's relay (none is running)" : "the parent process's relay (not linked yet)";
-    return "this host's links";
   }
 
   // ---- the link side ----
@@ -457,10 +362,10 @@ export class Hub implements LinkHandler {
         return this.#onHello(link, frame[3], frame[4], frame[5] === 1);
       case "f":
         // A flush from below; the upstream hub never asks this one for a flush.
-        if (link !== this.#upstream) this.#request({ link, id: frame[1], answer: "F" });
+        if (link !== this.#upstream) this.#join.request({ link, id: frame[1], answer: "F" });
         return;
       case "F":
-        if (link === this.#upstream) this.#flushUp.answered(frame[1], frame[2] ?? []);
+        if (link === this.#upstream) this.#join.flushAnswered(frame[1], frame[2] ?? []);
         return;
       case "s":
         // A sync comes from the root of this host, or from another host (which ran its own,
@@ -541,10 +446,7 @@ export class Hub implements LinkHandler {
       this.#foldedDrops.set(link.farDrops, Atomics.load(link.farDrops, 0));
     }
     this.#forget(link);
-    if (link === this.#upstream) {
-      this.#upstream = undefined;
-      this.#upstreamLost();
-    }
+    if (link === this.#upstream) this.#upstreamLost(false);
     if (isHost(link)) this.#neighboursChanged();
     debug("[%s] link %d (%s) closed", this.node, link.id, link.kind);
   }
@@ -567,7 +469,7 @@ export class Hub implements LinkHandler {
     }
     link.greeted = false;
     this.#forget(link);
-    if (link === this.#upstream) this.#upstreamLost();
+    if (link === this.#upstream) this.#upstreamLost(true);
   }
 
   /** Drops what `link`'s far side wanted, and stops waiting for it in every sync. */
@@ -578,29 +480,14 @@ export class Hub implements LinkHandler {
   }
 
   /**
-   * The upstream hub is gone (its link closed, or it said bye). Flushes it had not answered
-   * fail with ERR_ROAR_CLOSED — unless it never welcomed us (a thread's join that failed), in
-   * which case they were never taken in and wait for the next upstream. A thread also drops
-   * its direct links, which its main thread makes anew when it joins again.
+   * The upstream hub is gone: its link closed, or (`stillLinked`) it said bye (see
+   * {@link Join.lost}). A thread also drops its direct links, which its main thread makes
+   * anew when it joins again.
    */
-  #upstreamLost(): void {
-    const error = this.#closed
-      ? new RoarError("ERR_ROAR_CLOSED", "the relay closed before the flush completed")
-      : this.#welcomed
-        ? new RoarError("ERR_ROAR_CLOSED", "the parent relay closed before the flush completed")
-        : undefined;
-    for (const requester of this.#flushUp.takeAll()) {
-      // Requests from links below wait for the next upstream (they time out where they were
-      // made); this thread's own fail, unless the upstream never took them in.
-      if (error !== undefined && !("link" in requester)) requester.fail(error);
-      else if (!this.#closed) this.#waitingForUpstream.add(requester);
-    }
+  #upstreamLost(stillLinked: boolean): void {
+    this.#join.lost(stillLinked);
     this.#reporter?.stop();
-    this.#welcomed = false;
-    this.#upstreamWantsAll = false;
-    this.#upstreamSilent = false;
-    this.#updateForwardAll();
-    if (this.#closed) return;
+    if (this.#join.closed) return;
     if (this.#isThread) {
       for (const other of [...this.#links]) if (other !== this.#upstream) other.close();
     }
@@ -682,7 +569,7 @@ export class Hub implements LinkHandler {
         if (!this.#send(link, envelope)) undecodable = true;
       }
     }
-    if (from?.kind === "thread" && !this.#isThread && this.#joining) this.#upWhileJoining(envelope, holders);
+    if (from?.kind === "thread") this.#join.fromThread(envelope, holders);
     const dispatcher = from === undefined ? undefined : this.#dispatchers.get(envelope.scope);
     if (dispatcher !== undefined && dispatcher.hasSubscribers(envelope.topic)) {
       try {
@@ -735,42 +622,21 @@ export class Hub implements LinkHandler {
       link.known = true;
       this.#neighboursChanged();
     }
-    // The upstream hub's hello says what lies beyond it: no need to send it everything, unless
-    // it asks for everything (a thread's main thread still joining its parent).
-    const welcome = link === this.#upstream && !this.#welcomed;
-    if (link === this.#upstream) {
-      this.#welcomed = true;
-      this.#upstreamSilent = false;
-      this.#upstreamWantsAll = this.#isThread && wantsAll;
-      this.#updateForwardAll();
-    }
     // The hello carries the far side's whole interest: it replaces what we knew.
-    const wanted = new Map<Scope, Set<Topic>>();
-    for (const [scope, topic] of interest) {
-      let topics = wanted.get(scope);
-      if (topics === undefined) wanted.set(scope, (topics = new Set()));
-      topics.add(topic);
-    }
-    for (const [scope, topic] of this.#interest.of(link)) if (!wanted.get(scope)?.has(topic)) this.#setLinkInterest(link, scope, topic, false);
-    for (const [scope, topics] of wanted) for (const topic of topics) if (!link.isClosed) this.#setLinkInterest(link, scope, topic, true);
-    if (reply === 0) this.#answerHello(link);
-    if (welcome) {
-      // Now this hub knows what lies beyond it: route what was published while joining; then a
-      // thread sends the flushes made meanwhile behind it, and a process tells its threads
-      // exactly what to send it instead of everything.
-      const early = this.#early;
-      this.#early = [];
-      for (const envelope of early) {
-        const holders = this.#interest.holders(envelope.scope, envelope.topic);
-        if (holders !== undefined) this.#route(envelope, holders, undefined);
+    const takeIn = (): void => {
+      const wanted = new Map<Scope, Set<Topic>>();
+      for (const [scope, topic] of interest) {
+        let topics = wanted.get(scope);
+        if (topics === undefined) wanted.set(scope, (topics = new Set()));
+        topics.add(topic);
       }
-      if (this.#isThread) this.#sendWaitingFlushes();
-      else this.#greetThreadsAgain();
-    }
-    if (link === this.#upstream) {
-      // Flushes sent before the upstream hub listened may be lost: send them again.
-      this.#flushUp.resend();
-    }
+      for (const [scope, topic] of this.#interest.of(link)) if (!wanted.get(scope)?.has(topic)) this.#setLinkInterest(link, scope, topic, false);
+      for (const [scope, topics] of wanted) for (const topic of topics) if (!link.isClosed) this.#setLinkInterest(link, scope, topic, true);
+      if (reply === 0) this.#answerHello(link);
+    };
+    // The upstream hub's hello says what lies beyond it (see Join.upstreamHello).
+    if (link === this.#upstream) this.#join.upstreamHello(wantsAll, takeIn);
+    else takeIn();
   }
 
   /**
@@ -855,7 +721,7 @@ export class Hub implements LinkHandler {
       if (Hub.#wantedBeyond(holders, link) && !this.#dispatchers.get(scope)?.hasSubscribers(topic)) interest.push([scope, topic]);
     }
     // A process still joining cannot yet say what lies beyond it: it asks its threads for all.
-    const wantsAll = link.kind === "thread" && !this.#isThread && this.#joining ? 1 : 0;
+    const wantsAll = link.kind === "thread" && !this.#isThread && this.#join.joining ? 1 : 0;
     if (link.kind === "thread" && !this.#isThread) {
       link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, wantsAll, [this.bounds.maxQueue, this.bounds.maxQueueBytes]]);
     } else {
