@@ -53,15 +53,14 @@
 import type { ThreadDispatchers } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
 import type { HostLink } from "./links/host-link.js";
-import { addCounters, countQueueFull, zeroCounters, type Link, type LinkBounds, type LinkCounters, type LinkHandler } from "./links/link.js";
+import { addCounters, zeroCounters, type Link, type LinkBounds, type LinkCounters, type LinkHandler } from "./links/link.js";
 import { PressureWatch } from "./pressure.js";
 import { DEFAULT_FLUSH_TIMEOUT_MS, SYNC_TIMEOUT_MS, SyncRounds } from "./barrier.js";
 import { Join } from "./join.js";
+import { isHost, reachedDirectly, Routing, wantedBeyond, type ForwardOutcome } from "./routing.js";
 import { DropReporter, DropReports } from "./stats.js";
 import { InterestTable, MAX_INTEREST_PER_LINK } from "./interest.js";
 import type { Scope, Topic } from "./types.js";
-import { Envelope } from "./wire/envelope.js";
-import { decodePayload, isEncodedPayload } from "./wire/codec.js";
 import { MAX_HOST_HOPS, PROTOCOL_VERSION, type Frame, type InterestKey, type PeerFrame } from "./wire/frames.js";
 import { debuglog } from "node:util";
 import { ThreadMesh } from "./thread-mesh.js";
@@ -73,9 +72,6 @@ const HELLO_ANSWER_INTERVAL_MS = 250;
 /** What a link may hold, in bytes, before interest changes for it are coalesced: it is not reading. */
 const CONTROL_SLACK_BYTES = 1024 * 1024;
 
-/** Marks a payload of a run that could not be decoded. */
-const UNDECODABLE: unique symbol = Symbol("undecodable");
-
 /** Counters of a hub, summed over its links (closed ones included). */
 export interface HubCounters extends LinkCounters {
   /** Payloads from other processes that could not be decoded. */
@@ -83,6 +79,8 @@ export interface HubCounters extends LinkCounters {
   /** Messages not passed on because they had crossed MAX_HOST_HOPS host links (a ring of hosts). */
   droppedLooped: number;
 }
+
+export type { ForwardOutcome } from "./routing.js";
 
 /** @internal */
 export class Hub implements LinkHandler {
@@ -99,6 +97,8 @@ export class Hub implements LinkHandler {
   #nextId = 1;
   /** Where this hub stands towards the root of its host, and what waits on it (see join.ts). */
   readonly #join: Join;
+  /** How messages are forwarded (see routing.ts). */
+  readonly #routing: Routing;
   /** Sync rounds this hub runs (see barrier.ts). */
   readonly #rounds = new SyncRounds({
     targets: (from, hops) => this.#syncTargets(from, hops),
@@ -123,8 +123,6 @@ export class Hub implements LinkHandler {
     (link) => warnSlowConsumer(link),
     (link) => this.#drained(link),
   );
-  /** What the publish under way met: links that dropped it, and whether one is over its high-water mark. */
-  #outcome = { drops: 0, pressured: false };
   /** Called when the link to the upstream hub is lost and this hub must join again. */
   onUpstreamLost: (() => void) | undefined;
   /** A worker thread's hub: it holds what it publishes until its main thread has welcomed it. */
@@ -150,18 +148,16 @@ export class Hub implements LinkHandler {
         syncHere: (requester) => this.#rounds.sync(undefined, 0, requester),
         route: (envelope) => {
           const holders = this.#interest.holders(envelope.scope, envelope.topic);
-          if (holders !== undefined) this.#route(envelope, holders, undefined);
+          if (holders !== undefined) this.#routing.route(envelope, holders, undefined);
         },
-        send: (link, envelope) => this.#send(link, envelope),
-        droppedHeld: () => {
-          countQueueFull(this.#hubCounters, 1);
-          this.#outcome.drops++;
-        },
+        send: (link, envelope) => this.#routing.send(link, envelope),
+        droppedHeld: () => this.#routing.droppedHeld(),
         // What this process dropped reaches the root before the flush does.
         beforeFlush: () => this.#reporter?.report(),
         newId: () => this.#nextId++,
       },
     });
+    this.#routing = new Routing({ interest: this.#interest, dispatchers, join: this.#join, counters: this.#hubCounters, bounds, node: this.node });
   }
 
   /** The link towards the root, if this hub has one (see join.ts). */
@@ -269,43 +265,13 @@ export class Hub implements LinkHandler {
     // Local interest shows to every link; only the local flag changed, so "before" is its opposite.
     const local = this.#dispatchers.get(scope)?.hasSubscribers(topic) ?? false;
     for (const link of this.#links) {
-      if (!Hub.#wantedBeyond(holders, link)) this.#sendInterest(link, scope, topic, local);
+      if (!wantedBeyond(holders, link)) this.#sendInterest(link, scope, topic, local);
     }
   }
 
-  /**
-   * Sends a message published in this thread to the links that want it.
-   * @param strict - refuse it whole, before anything is sent, when a link it goes to is full
-   * @returns what it met on the way (see {@link ForwardOutcome})
-   * @throws {@link RoarError} `ERR_ROAR_QUEUE_FULL` when `strict` and a link is full
-   */
+  /** Sends a message published in this thread to the links that want it (see {@link Routing.forwardLocal}). */
   forwardLocal(scope: Scope, topic: Topic, value: unknown, strict: boolean): ForwardOutcome {
-    const holders = this.#interest.holders(scope, topic);
-    if (strict && holders !== undefined) this.#assertRoom(scope, topic, holders);
-    const outcome = this.#outcome;
-    outcome.drops = 0;
-    outcome.pressured = false;
-    if (this.#dispatchers.forwardAll) {
-      // While joining, a message goes up, or waits for the welcome (see Join.takesPublish).
-      const envelope = Envelope.ofValue(scope, topic, value);
-      if (!this.#join.takesPublish(envelope, holders) && holders !== undefined) this.#route(envelope, holders, undefined);
-      return outcome;
-    }
-    if (holders !== undefined) this.#route(Envelope.ofValue(scope, topic, value), holders, undefined);
-    return outcome;
-  }
-
-  /** Throws ERR_ROAR_QUEUE_FULL if a link a publish on (scope, topic) goes to is full. */
-  #assertRoom(scope: Scope, topic: Topic, holders: readonly Link[]): void {
-    for (const link of holders) {
-      if (!link.isFull) continue;
-      throw new RoarError(
-        "ERR_ROAR_QUEUE_FULL",
-        `cannot publish on topic ${JSON.stringify(topic)} in scope ${JSON.stringify(scope)}: ${link.label} holds ` +
-          `${link.messagesHeld} messages (${link.bytesHeld} bytes) not yet taken in, its bound (maxQueue ${this.bounds.maxQueue}, ` +
-          `maxQueueBytes ${this.bounds.maxQueueBytes}); nothing was sent. Wait for \`router.drained()\` and publish again.`,
-      );
-    }
+    return this.#routing.forwardLocal(scope, topic, value, strict);
   }
 
   /** Resolves once no link of this thread is over its high-water mark (see {@link PressureWatch.drained}). */
@@ -351,9 +317,9 @@ export class Hub implements LinkHandler {
   onFrame(link: Link, frame: Frame): void {
     switch (frame[0]) {
       case "m":
-        return this.#onMessage(link, frame[1], frame[2], frame[3], frame[4]);
+        return this.#routing.onMessage(link, frame[1], frame[2], frame[3], frame[4]);
       case "M":
-        return this.#onRun(link, frame[1], frame[2], frame[3], frame[4]);
+        return this.#routing.onRun(link, frame[1], frame[2], frame[3], frame[4]);
       case "i":
         return this.#setLinkInterest(link, frame[1], frame[2], frame[3] === 1);
       case "h":
@@ -494,126 +460,6 @@ export class Hub implements LinkHandler {
     this.onUpstreamLost?.();
   }
 
-  #onMessage(from: Link, scope: Scope, topic: Topic, payload: unknown, hops?: number): void {
-    let envelope: Envelope;
-    if (from.kind === "thread") {
-      envelope = Envelope.ofValue(scope, topic, payload);
-    } else if (isEncodedPayload(payload)) {
-      envelope = Envelope.ofEncoded(scope, topic, payload);
-    } else {
-      from.counters.droppedMalformed++;
-      return;
-    }
-    if (isHost(from)) envelope.hops = (hops ?? 0) + 1;
-    this.#route(envelope, this.#interest.holders(scope, topic), from);
-  }
-
-  /**
-   * A run of messages on one (scope, topic). From a thread, each is routed on its own; from
-   * another process or host, the run is passed on as it came, its payloads still encoded, to
-   * the links that carry them encoded, and decoded only for threads and local subscribers.
-   */
-  #onRun(from: Link, scope: Scope, topic: Topic, payloads: readonly unknown[], hops?: number): void {
-    if (from.kind === "thread") {
-      for (const payload of payloads) this.#onMessage(from, scope, topic, payload);
-      return;
-    }
-    let encoded = payloads as readonly string[];
-    if (!payloads.every(isEncodedPayload)) {
-      encoded = payloads.filter(isEncodedPayload);
-      from.counters.droppedMalformed += payloads.length - encoded.length;
-    }
-    const holders = this.#interest.holders(scope, topic) ?? [];
-    const dispatcher = this.#dispatchers.get(scope);
-    const local = dispatcher !== undefined && dispatcher.hasSubscribers(topic);
-    const crossed = isHost(from) ? (hops ?? 0) + 1 : 0;
-    let values: unknown[] | undefined;
-    for (const link of holders) {
-      if (link === from || Hub.#reachedDirectly(from, link)) continue;
-      if (isHost(link)) {
-        if (crossed >= MAX_HOST_HOPS) this.#hubCounters.droppedLooped += encoded.length;
-        else link.sendRun(scope, topic, encoded, crossed === 0 ? undefined : crossed);
-        continue;
-      }
-      if (link.kind !== "thread") {
-        link.sendRun(scope, topic, encoded);
-        continue;
-      }
-      values ??= this.#decodeRun(encoded);
-      for (const value of values) if (value !== UNDECODABLE && !link.dropIfFull()) link.sendMessage(["m", scope, topic, value]);
-    }
-    if (!local) return;
-    for (const value of values ?? this.#decodeRun(encoded)) if (value !== UNDECODABLE) dispatcher.deliverLocal(topic, value);
-  }
-
-  /** Decodes the payloads of a run; one that cannot be decoded is counted, and marked. */
-  #decodeRun(payloads: readonly string[]): unknown[] {
-    return payloads.map((payload) => {
-      try {
-        return decodePayload(payload);
-      } catch (error) {
-        this.#hubCounters.droppedUndecodable++;
-        debug("[%s] undecodable payload dropped: %o", this.node, error);
-        return UNDECODABLE;
-      }
-    });
-  }
-
-  /** Sends `envelope` to every holder but `from`, and to local subscribers when it came from a link. */
-  #route(envelope: Envelope, holders: readonly Link[] | undefined, from: Link | undefined): void {
-    let undecodable = false;
-    if (holders !== undefined) {
-      for (const link of holders) {
-        if (link === from || (from !== undefined && Hub.#reachedDirectly(from, link))) continue;
-        // A payload that cannot be decoded still goes, as it is, to links that carry it encoded.
-        if (!this.#send(link, envelope)) undecodable = true;
-      }
-    }
-    if (from?.kind === "thread") this.#join.fromThread(envelope, holders);
-    const dispatcher = from === undefined ? undefined : this.#dispatchers.get(envelope.scope);
-    if (dispatcher !== undefined && dispatcher.hasSubscribers(envelope.topic)) {
-      try {
-        dispatcher.deliverLocal(envelope.topic, envelope.value);
-      } catch (error) {
-        undecodable = true;
-        debug("[%s] undecodable payload dropped: %o", this.node, error);
-      }
-    }
-    if (undecodable) this.#hubCounters.droppedUndecodable++;
-  }
-
-  /** Sends `envelope` on `link` in the link's form; `false` when its payload cannot be decoded. */
-  #send(link: Link, envelope: Envelope): boolean {
-    if (isHost(link) && envelope.hops !== 0) {
-      if (envelope.hops >= MAX_HOST_HOPS) {
-        // Only a layout with a ring of hosts gets here: the message would go round for ever.
-        this.#hubCounters.droppedLooped++;
-        return true;
-      }
-      if (this.#dropped(link)) return true;
-      link.sendMessage(["m", envelope.scope, envelope.topic, envelope.encoded, envelope.hops]);
-      return true;
-    }
-    // A neighbour that is too far behind costs no encoding or clone: the message is dropped first.
-    if (this.#dropped(link)) return true;
-    try {
-      link.sendMessage(["m", envelope.scope, envelope.topic, link.kind === "thread" ? envelope.value : envelope.encoded]);
-      return true;
-    } catch (error) {
-      // Only decoding can throw here: a payload from another process that is not valid.
-      debug("[%s] undecodable payload not sent on link %d: %o", this.node, link.id, error);
-      return false;
-    }
-  }
-
-  /** Whether `link` is full and dropped a message; notes what the publish under way met. */
-  #dropped(link: Link): boolean {
-    const dropped = link.dropIfFull();
-    if (dropped) this.#outcome.drops++;
-    if (link.watched) this.#outcome.pressured = true;
-    return dropped;
-  }
-
   #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[], wantsAll: boolean): void {
     link.greeted = true;
     if (isHost(link) && !link.known) {
@@ -718,7 +564,7 @@ export class Hub implements LinkHandler {
     const interest: InterestKey[] = [];
     for (const [scope, topic] of this.#dispatchers.subscribedTopics()) interest.push([scope, topic]);
     for (const [scope, topic, holders] of this.#interest.entries()) {
-      if (Hub.#wantedBeyond(holders, link) && !this.#dispatchers.get(scope)?.hasSubscribers(topic)) interest.push([scope, topic]);
+      if (wantedBeyond(holders, link) && !this.#dispatchers.get(scope)?.hasSubscribers(topic)) interest.push([scope, topic]);
     }
     // A process still joining cannot yet say what lies beyond it: it asks its threads for all.
     const wantsAll = link.kind === "thread" && !this.#isThread && this.#join.joining ? 1 : 0;
@@ -727,26 +573,6 @@ export class Hub implements LinkHandler {
     } else {
       link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, wantsAll]);
     }
-  }
-
-  /**
-   * Whether, leaving local subscribers aside, something reached through this hub wants what
-   * `holders` want, as seen from `link`: a holder to which this hub forwards what comes in on
-   * `link`.
-   */
-  static #wantedBeyond(holders: readonly Link[], link: Link): boolean {
-    for (const holder of holders) if (holder !== link && !Hub.#reachedDirectly(link, holder)) return true;
-    return false;
-  }
-
-  /**
-   * Whether what comes in on `from` already reached `to` without this hub: threads of a
-   * process reach each other directly, and so do hosts that are neighbours. (A host's
-   * neighbours, as it said in its last "n" frame, are the hosts it sends to itself.)
-   */
-  static #reachedDirectly(from: Link, to: Link): boolean {
-    if (from.kind === "thread") return to.kind === "thread";
-    return isHost(from) && isHost(to) && from.neighbours.has(to.node);
   }
 
   /** Records that `link`'s far side does (or no longer does) want (scope, topic), and tells the others. */
@@ -765,8 +591,8 @@ export class Hub implements LinkHandler {
     // Local interest already shows to every link: then nothing changes for them.
     const local = this.#dispatchers.get(scope)?.hasSubscribers(topic) ?? false;
     for (const other of local ? [] : this.#links) {
-      const was = Hub.#wantedBeyond(before, other);
-      const is = Hub.#wantedBeyond(after, other);
+      const was = wantedBeyond(before, other);
+      const is = wantedBeyond(after, other);
       if (was !== is) this.#sendInterest(other, scope, topic, is);
     }
     if ((before.length !== 0) !== (after.length !== 0)) {
@@ -794,20 +620,11 @@ export class Hub implements LinkHandler {
     for (const link of this.#links) {
       if (link.kind === "thread" || link === this.#upstream || link === from) continue;
       if (isHost(link) ? link.connection === undefined || hops >= MAX_HOST_HOPS : !link.greeted) continue;
-      if (from !== undefined && Hub.#reachedDirectly(from, link)) continue;
+      if (from !== undefined && reachedDirectly(from, link)) continue;
       targets.push(link);
     }
     return targets;
   }
-}
-
-/**
- * What a publish met beyond its thread: how many links dropped it (they were full), and
- * whether a link it went to is over its high-water mark. The object is reused by every publish.
- */
-export interface ForwardOutcome {
-  drops: number;
-  pressured: boolean;
 }
 
 /** Warns, once per episode, that messages for `link` are being dropped. */
@@ -819,8 +636,4 @@ function warnSlowConsumer(link: Link): void {
       "in dropped.queueFull until it catches up. A publisher can wait for `router.drained()` when `publish()` returns false.",
     { type: "RoarWarning", code: "ERR_ROAR_SLOW_CONSUMER" },
   );
-}
-
-function isHost(link: Link): link is HostLink {
-  return link.kind === "host";
 }

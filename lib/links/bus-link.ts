@@ -93,6 +93,7 @@ type Probe = "idle" | "waiting" | "answered" | "failed";
 /** @internal */
 export class BusLink extends Link {
   readonly kind = "bus";
+  override readonly carries = "encoded";
   readonly #bus: BusTransport;
   readonly #node: string;
   readonly #events: BusLinkEvents;

@@ -66,6 +66,7 @@ export interface HostLinkEvents {
 /** @internal */
 export class HostLink extends Link {
   readonly kind = "host";
+  override readonly carries = "encoded";
   /** The far host's node id. */
   readonly node: string;
   /** The node ids of the hosts the far side sends to itself, as it last said. */

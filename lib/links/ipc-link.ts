@@ -84,6 +84,7 @@ function pipeHandle(channel: IpcChannel): PipeHandle | undefined {
 /** @internal */
 export class IpcLink extends Link {
   readonly kind = "process";
+  override readonly carries = "encoded";
   readonly #channel: IpcChannel;
   readonly #handle: PipeHandle | undefined;
   /** Frames handed to `send` whose callback has not run: for batching only (see Link.inFlight). */

@@ -135,6 +135,13 @@ export abstract class Link {
    * broker (the last three carry values encoded).
    */
   abstract readonly kind: "thread" | "process" | "host" | "bus";
+  /**
+   * The form a message's payload takes on this link: `value`, the value itself (structured
+   * clone carries it, between threads), or `encoded`, its superjson encoding (between
+   * processes and hosts), which is what a link carries unless it says otherwise. The hub
+   * routes by this, never by `kind`.
+   */
+  readonly carries: "value" | "encoded" = "encoded";
   /** What this link may hold for its neighbour; shared with the host's other links. */
   readonly bounds: LinkBounds;
   readonly counters: LinkCounters = zeroCounters();
@@ -226,7 +233,7 @@ export abstract class Link {
   sendMessage(frame: Frame): void {
     if (this.#closed) return;
     this.#messagesInOutbox++;
-    if (typeof frame[3] === "string" && this.kind !== "thread") this.#bytesInOutbox += frame[3].length;
+    if (typeof frame[3] === "string" && this.carries === "encoded") this.#bytesInOutbox += frame[3].length;
     this.counters.sent++;
     this.#enqueue(frame);
   }

@@ -51,6 +51,7 @@ export function createPortCounters(): Int32Array {
 /** @internal */
 export class PortLink extends Link {
   readonly kind = "thread";
+  override readonly carries = "value";
   readonly #port: MessagePort;
   readonly #counters: Int32Array;
   /** Index of the counter of frames this side sent; the next index counts what the other side took. */
