@@ -6,122 +6,106 @@
  * links to its parent, and the root is the cluster primary (or a lone process). Inside a
  * process, the threads form a full mesh: every worker thread (however nested: it hands its
  * port straight to thread 0) links to the main thread, which introduces it to every other
- * thread with a port of their own. The root hubs of hosts link to each other through
- * transports (host links, see host-link.ts), in a mesh, a star or a tree; each tells its
- * neighbours which hosts it is linked to ("n" frames). Routing is one rule — forward a message
- * on every link, except the one it came in on, whose far side wants it, but never where the
- * previous hop reached by itself (#reachedDirectly): from a thread to a thread (the publishing
- * thread reached every thread itself; Phoenix's "a forwarded message is never forwarded
- * again"), nor from a host to a host it is linked to (NATS's rule for routes). On those shapes
- * each subscriber gets each message exactly once, over a single path, so in order per
- * publisher (links are FIFO).
+ * thread with a port of their own (thread-mesh.ts). The root hubs of hosts link to each other
+ * through transports (host links, see host-link.ts), in a mesh, a star or a tree; each tells
+ * its neighbours which hosts it is linked to (host-topology.ts).
+ *
+ * The hub composes one piece per job and dispatches the frames links hand it to them:
+ *  - routing.ts: the one forwarding rule, and the form each link carries a payload in;
+ *  - interest.ts and announcer.ts: who wants what beyond each link, and what this hub tells
+ *    each link it wants (hellos, interest frames, their rate limits);
+ *  - join.ts: where this hub stands towards the root, as one state, and what waits on it;
+ *  - barrier.ts: flushes sent up, and the sync rounds this hub runs;
+ *  - host-topology.ts: known hosts, neighbours, hosts away and back;
+ *  - stats.ts and pressure.ts: what was dropped, and links over their high-water mark.
  *
  * Invariants:
- *  - `#holders` maps (scope, topic) to the links whose far side has a subscriber; the local
- *    dispatchers are the one more holder;
- *  - the interest this hub announces to link L is "a local subscriber, or some holder other
- *    than L that L's far side does not reach by itself" (#wantedBeyond): it is re-sent to
- *    every link whenever that changes (for a host link, also when its neighbours change), so
- *    each link's far side knows exactly what it reaches through this hub;
+ *  - every open link is in `#links` and has this hub as its handler; a link leaves it once,
+ *    in onClose, and takes with it its interest, its place in every sync round and its drop
+ *    report, its counters folded into the hub's;
  *  - flush: a flush travels towards the root behind everything sent before it; the root then
  *    runs a *sync* down every process link (not thread links — threads pick up what waits for
  *    them before they publish, see PortLink) and to every linked host, which runs its own
- *    (on to the hosts the asker is not linked to), and answers when all are done. When a
- *    flush resolves, every hub on the host, and on the linked hosts, has taken in the
- *    interest sent before it, so a publish made anywhere afterwards reaches the subscriber.
+ *    (on to the hosts the asker is not linked to), and answers when all are done (see
+ *    #syncTargets). When a flush resolves, every hub on the host, and on the linked hosts,
+ *    has taken in the interest sent before it, so a publish made anywhere afterwards reaches
+ *    the subscriber.
  *
- * Races handled (those of joining the parent — an upstream that listens late, a thread that
- * publishes before it is welcomed, a process that publishes while it joins, a parent that
- * never answers — are in join.ts, at the branches that handle them):
- *  - a link's far side may start after this side said hello (a cluster worker loads roar
- *    after the primary attached it): every hello is answered with one carrying the full
- *    interest, and interest frames are sent even before the far side greeted, so whichever
- *    side speaks first, both end up with the same picture;
- *  - a link that closes takes its interest with it and counts as done in every pending sync;
+ * Races handled here (those of joining the parent are in join.ts, those of announcing
+ * interest in announcer.ts, those of hosts away and back in host-topology.ts, each at the
+ * branch that handles it):
+ *  - a link that closes takes its interest with it and counts as done in every pending sync
+ *    (onClose);
  *  - a thread introduced to a new one tells it what it wants in its own hello; until then the
- *    new thread goes by what the main thread knew. A subscription whose flush resolved is
- *    always in that picture: the flush's answer reached the subscribing thread after its
- *    introduction to the new thread, so its hello to the new thread went out first;
+ *    new thread goes by what the main thread knew (addLink, #onPeer). A subscription whose
+ *    flush resolved is always in that picture: the flush's answer reached the subscribing
+ *    thread after its introduction to the new thread, so its hello to the new thread went
+ *    out first;
  *  - a hub that closes says bye: the far side forgets what it wanted and stops waiting for it
  *    in syncs, but keeps listening on a channel that outlives it, where a later hub says
  *    hello again. A thread whose main thread said bye drops all its links and joins anew; a
- *    host whose peer said bye closes the link to it;
- *  - a host link whose connection drops is away (see host-link.ts): its interest stays, syncs
- *    stop waiting for it, and when it is back both sides say hello anew and syncs still
- *    waiting for it are sent again.
+ *    host whose peer said bye closes the link to it (#onBye).
  */
 import type { ThreadDispatchers } from "./dispatcher.js";
-import { RoarError } from "./errors.js";
 import type { HostLink } from "./links/host-link.js";
-import { addCounters, zeroCounters, type Link, type LinkBounds, type LinkCounters, type LinkHandler } from "./links/link.js";
+import type { Link, LinkBounds, LinkHandler } from "./links/link.js";
 import { PressureWatch } from "./pressure.js";
-import { DEFAULT_FLUSH_TIMEOUT_MS, SYNC_TIMEOUT_MS, SyncRounds } from "./barrier.js";
+import { DEFAULT_FLUSH_TIMEOUT_MS, SyncRounds } from "./barrier.js";
 import { Join } from "./join.js";
-import { isHost, reachedDirectly, Routing, wantedBeyond, type ForwardOutcome } from "./routing.js";
-import { DropReporter, DropReports } from "./stats.js";
-import { InterestTable, MAX_INTEREST_PER_LINK } from "./interest.js";
+import { isHost, reachedDirectly, Routing, type ForwardOutcome } from "./routing.js";
+import { InterestAnnouncer } from "./announcer.js";
+import { HostTopology } from "./host-topology.js";
+import { DropReporter } from "./stats.js";
+import { Tally, type HubCounters } from "./tally.js";
+import { InterestTable } from "./interest.js";
 import type { Scope, Topic } from "./types.js";
-import { MAX_HOST_HOPS, PROTOCOL_VERSION, type Frame, type InterestKey, type PeerFrame } from "./wire/frames.js";
+import { MAX_HOST_HOPS, type Frame, type InterestKey, type PeerFrame } from "./wire/frames.js";
 import { debuglog } from "node:util";
 import { ThreadMesh } from "./thread-mesh.js";
 
 const debug = debuglog("roar");
 
-/** The shortest time, in milliseconds, between two answers to one link's hellos. */
-const HELLO_ANSWER_INTERVAL_MS = 250;
-/** What a link may hold, in bytes, before interest changes for it are coalesced: it is not reading. */
-const CONTROL_SLACK_BYTES = 1024 * 1024;
-
-/** Counters of a hub, summed over its links (closed ones included). */
-export interface HubCounters extends LinkCounters {
-  /** Payloads from other processes that could not be decoded. */
-  droppedUndecodable: number;
-  /** Messages not passed on because they had crossed MAX_HOST_HOPS host links (a ring of hosts). */
-  droppedLooped: number;
-}
-
 export type { ForwardOutcome } from "./routing.js";
+export type { HubCounters } from "./tally.js";
 
 /** @internal */
 export class Hub implements LinkHandler {
   /** A random id for diagnostics, sent in hellos. */
   readonly node = `${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+  /** Every open link of this hub (the pieces read it; only addLink and onClose change it). */
   readonly #links = new Set<Link>();
   /** Who wants what beyond each link (see interest.ts). */
   readonly #interest = new InterestTable();
-  /** When each link was last answered a hello, to rate-limit the answers (see #answerHello). */
-  readonly #lastHelloAnswer = new WeakMap<Link, number>();
-  /** Links whose hello waits to be answered, at the end of their rate limit's window. */
-  readonly #helloAnswersDue = new Set<Link>();
-  #helloAnswerTimer: NodeJS.Timeout | undefined;
+  /** The next id of a flush or sync this hub sends. */
   #nextId = 1;
   /** Where this hub stands towards the root of its host, and what waits on it (see join.ts). */
   readonly #join: Join;
   /** How messages are forwarded (see routing.ts). */
   readonly #routing: Routing;
+  /** What this hub tells each link it wants, and takes in of what each wants (see announcer.ts). */
+  readonly #announcer: InterestAnnouncer;
+  /** The hosts around this one (see host-topology.ts). */
+  readonly #hosts: HostTopology;
   /** Sync rounds this hub runs (see barrier.ts). */
   readonly #rounds = new SyncRounds({
     targets: (from, hops) => this.#syncTargets(from, hops),
     sendSync: (link, id, hops) => {
       // A sync answers for interest: a link whose changes were held back gets them first.
-      if (link.interestStale) this.#sayHello(link, 1);
+      if (link.interestStale) this.#announcer.hello(link, 1);
       link.sendControl(isHost(link) && hops !== 0 ? ["s", id, hops] : ["s", id]);
     },
     newId: () => this.#nextId++,
   });
-  /** What the processes below this one reported they dropped (see stats.ts). */
-  readonly #reports = new DropReports();
   /** Tells the parent what this process dropped; only in a process's main thread. */
   readonly #reporter: DropReporter | undefined;
-  /** For each thread's shared drop counter, how much of it is in `#hubCounters` already. */
-  readonly #foldedDrops = new WeakMap<Int32Array, number>();
-  readonly #hubCounters: HubCounters = { ...zeroCounters(), droppedUndecodable: 0, droppedLooped: 0 };
+  /** What this hub, its links and the processes below it counted (see tally.ts). */
+  readonly #tally = new Tally();
   /** The bounds of what waits here and of every link of this thread's host (shared with them). */
   readonly bounds: LinkBounds;
   /** Links over their high-water mark, until they drain. */
   readonly #pressure = new PressureWatch(
     (link) => warnSlowConsumer(link),
-    (link) => this.#drained(link),
+    (link) => this.#announcer.drained(link),
   );
   /** Called when the link to the upstream hub is lost and this hub must join again. */
   onUpstreamLost: (() => void) | undefined;
@@ -130,11 +114,7 @@ export class Hub implements LinkHandler {
   /** This thread's links to the other threads of its process, and its doorbell. */
   readonly mesh = new ThreadMesh();
 
-  /** The dispatchers this hub serves: its thread's, or those of an isolated host. */
-  readonly #dispatchers: ThreadDispatchers;
-
   constructor({ dispatchers, expectsUpstream, isThread, bounds }: { dispatchers: ThreadDispatchers; expectsUpstream: boolean; isThread: boolean; bounds: LinkBounds }) {
-    this.#dispatchers = dispatchers;
     this.#isThread = isThread;
     this.bounds = bounds;
     this.#reporter = isThread ? undefined : new DropReporter(() => this.counters(), (totals) => this.#upstream?.sendControl(["d", totals]));
@@ -144,7 +124,7 @@ export class Hub implements LinkHandler {
       bounds,
       hooks: {
         forwardAll: (on) => (dispatchers.forwardAll = on),
-        greetThreads: () => this.#greetThreadsAgain(),
+        greetThreads: () => this.#announcer.greetThreads(),
         syncHere: (requester) => this.#rounds.sync(undefined, 0, requester),
         route: (envelope) => {
           const holders = this.#interest.holders(envelope.scope, envelope.topic);
@@ -157,7 +137,10 @@ export class Hub implements LinkHandler {
         newId: () => this.#nextId++,
       },
     });
-    this.#routing = new Routing({ interest: this.#interest, dispatchers, join: this.#join, counters: this.#hubCounters, bounds, node: this.node });
+    const shared = { links: this.#links, interest: this.#interest, dispatchers, join: this.#join, isThread, bounds, node: this.node };
+    this.#routing = new Routing({ ...shared, counters: this.#tally.own });
+    this.#announcer = new InterestAnnouncer({ ...shared, pressure: this.#pressure });
+    this.#hosts = new HostTopology({ links: this.#links, announcer: this.#announcer, rounds: this.#rounds });
   }
 
   /** The link towards the root, if this hub has one (see join.ts). */
@@ -172,7 +155,7 @@ export class Hub implements LinkHandler {
 
   /** The bounds changed (a later `startRelay()`): this main thread's threads learn them. */
   boundsChanged(): void {
-    if (!this.#isThread) this.#greetThreadsAgain();
+    if (!this.#isThread) this.#announcer.greetThreads();
   }
 
   /**
@@ -198,18 +181,7 @@ export class Hub implements LinkHandler {
 
   /** Counters summed over every link this hub has had. */
   counters(): HubCounters {
-    const total = { ...this.#hubCounters };
-    this.#reports.addTo(total);
-    for (const link of this.#links) {
-      addCounters(total, link.counters);
-      if (link.farDrops !== undefined) total.droppedQueueFull += this.#unfoldedDrops(link.farDrops);
-    }
-    return total;
-  }
-
-  /** What a thread's shared drop counter holds beyond what was folded in when a link to it closed. */
-  #unfoldedDrops(farDrops: Int32Array): number {
-    return Atomics.load(farDrops, 0) - (this.#foldedDrops.get(farDrops) ?? 0);
+    return this.#tally.total(this.#links);
   }
 
   /**
@@ -231,20 +203,12 @@ export class Hub implements LinkHandler {
     this.#links.add(link);
     this.mesh.track(link);
     if (upstream) {
-      this.#join.linked(link, () => this.#sayHello(link, 0));
+      this.#join.linked(link, () => this.#announcer.hello(link, 0));
       this.#reporter?.start();
     } else {
-      this.#sayHello(link, 0);
+      this.#announcer.hello(link, 0);
     }
     debug("[%s] link %d (%s%s) added", this.node, link.id, link.kind, upstream ? ", upstream" : "");
-  }
-
-  /**
-   * A process that was joining told its threads to send it everything; now that it knows what
-   * lies beyond, it tells them exactly (a hello with reply set, so they do not answer).
-   */
-  #greetThreadsAgain(): void {
-    for (const link of this.#links) if (link.kind === "thread" && link !== this.#upstream) this.#sayHello(link, 1);
   }
 
   /** Closes every link; the hub routes nothing more. */
@@ -261,12 +225,7 @@ export class Hub implements LinkHandler {
 
   /** A topic gained its first local subscriber or lost its last. */
   localInterestChanged(scope: Scope, topic: Topic): void {
-    const holders = this.#interest.holders(scope, topic) ?? [];
-    // Local interest shows to every link; only the local flag changed, so "before" is its opposite.
-    const local = this.#dispatchers.get(scope)?.hasSubscribers(topic) ?? false;
-    for (const link of this.#links) {
-      if (!wantedBeyond(holders, link)) this.#sendInterest(link, scope, topic, local);
-    }
+    this.#announcer.localInterestChanged(scope, topic);
   }
 
   /** Sends a message published in this thread to the links that want it (see {@link Routing.forwardLocal}). */
@@ -285,30 +244,7 @@ export class Hub implements LinkHandler {
    * naming what did not answer.
    */
   flush(timeout = DEFAULT_FLUSH_TIMEOUT_MS): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      // Links never keep a thread alive, but a program awaiting a flush expects an answer:
-      // this timer holds the event loop open until it comes, or until it gives up.
-      const timer = setTimeout(() => {
-        settled = true;
-        reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() did not complete within ${timeout} ms: ${this.#join.whoDelays()} did not answer`));
-      }, timeout);
-      this.#join.request({
-        settle: (missing) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          if (missing.length === 0) resolve();
-          else reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() could not complete: ${missing.join(", ")} did not answer within ${SYNC_TIMEOUT_MS} ms`));
-        },
-        fail: (error) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-    });
+    return this.#join.flush(timeout);
   }
 
   // ---- the link side ----
@@ -321,7 +257,7 @@ export class Hub implements LinkHandler {
       case "M":
         return this.#routing.onRun(link, frame[1], frame[2], frame[3], frame[4]);
       case "i":
-        return this.#setLinkInterest(link, frame[1], frame[2], frame[3] === 1);
+        return this.#announcer.setLinkInterest(link, frame[1], frame[2], frame[3] === 1);
       case "h":
         // A thread's links are bounded as its process's main thread says (startRelay's options).
         if (this.#isThread && link === this.#upstream && frame[6] !== undefined) [this.bounds.maxQueue, this.bounds.maxQueueBytes] = frame[6];
@@ -344,55 +280,26 @@ export class Hub implements LinkHandler {
       case "d":
         // Drop reports come from processes below only (threads share a counter instead).
         if (link === this.#upstream || link.kind !== "process") link.counters.droppedMalformed++;
-        else this.#reports.take(link, frame[1]);
+        else this.#tally.report(link, frame[1]);
         return;
       case "p":
         return this.#onPeer(link, frame);
       case "b":
         return this.#onBye(link);
       case "n":
-        if (!isHost(link)) {
-          link.counters.droppedMalformed++;
-          return;
-        }
-        link.neighbours = new Set(frame[1]);
-        // What this hub reaches for the far side depends on the far side's neighbours.
-        return this.#sayHello(link, 1);
+        if (!this.#hosts.neighbours(link, frame[1])) link.counters.droppedMalformed++;
+        return;
     }
   }
 
-  /** A host link's connection dropped: it is kept (with its interest) but not waited for. */
+  /** A host link's connection dropped (see {@link HostTopology.away}). */
   hostAway(link: HostLink): void {
-    link.greeted = false;
-    this.#rounds.linkGone(link);
+    this.#hosts.away(link);
   }
 
-  /**
-   * A host link has a connection again (after being away, or on a newer connection that
-   * replaced its old one): both sides say what they want anew, and syncs still waiting for
-   * it, whose request or answer the old connection may have lost, are sent again.
-   */
+  /** A host link has a connection again (see {@link HostTopology.back}). */
   hostBack(link: HostLink): void {
-    if (!this.#links.has(link)) return;
-    this.#sayHello(link, 0);
-    link.sendControl(["n", this.#hostNodes()]);
-    this.#rounds.resendTo(link);
-  }
-
-  /**
-   * The node ids of the hosts this hub sends to itself: those whose hello it has had, away
-   * ones included (what it sends them waits for them).
-   */
-  #hostNodes(): string[] {
-    const nodes: string[] = [];
-    for (const link of this.#links) if (isHost(link) && link.known) nodes.push(link.node);
-    return nodes;
-  }
-
-  /** Tells every host link which hosts this hub is linked to. */
-  #neighboursChanged(): void {
-    const nodes = this.#hostNodes();
-    for (const link of this.#links) if (isHost(link)) link.sendControl(["n", nodes]);
+    this.#hosts.back(link);
   }
 
   /** @internal LinkHandler */
@@ -405,15 +312,10 @@ export class Hub implements LinkHandler {
     if (!this.#links.delete(link)) return;
     this.#pressure.forget(link);
     this.mesh.untrack(link);
-    addCounters(this.#hubCounters, link.counters);
-    if (link.farDrops !== undefined) {
-      // A thread that joins again brings the same counter: only what is new counts then.
-      this.#hubCounters.droppedQueueFull += this.#unfoldedDrops(link.farDrops);
-      this.#foldedDrops.set(link.farDrops, Atomics.load(link.farDrops, 0));
-    }
+    this.#tally.linkClosed(link);
     this.#forget(link);
     if (link === this.#upstream) this.#upstreamLost(false);
-    if (isHost(link)) this.#neighboursChanged();
+    this.#hosts.closed(link);
     debug("[%s] link %d (%s) closed", this.node, link.id, link.kind);
   }
 
@@ -440,9 +342,9 @@ export class Hub implements LinkHandler {
 
   /** Drops what `link`'s far side wanted, and stops waiting for it in every sync. */
   #forget(link: Link): void {
-    for (const [scope, topic] of this.#interest.of(link)) this.#setLinkInterest(link, scope, topic, false);
+    this.#announcer.forget(link);
     this.#rounds.linkGone(link);
-    this.#reports.settle(link);
+    this.#tally.settle(link);
   }
 
   /**
@@ -462,88 +364,11 @@ export class Hub implements LinkHandler {
 
   #onHello(link: Link, reply: 0 | 1, interest: readonly InterestKey[], wantsAll: boolean): void {
     link.greeted = true;
-    if (isHost(link) && !link.known) {
-      // From now on this hub sends to that host itself: its neighbours must stop passing on
-      // what this hub sends them for it — and learn so before any message it sends them next.
-      link.known = true;
-      this.#neighboursChanged();
-    }
-    // The hello carries the far side's whole interest: it replaces what we knew.
-    const takeIn = (): void => {
-      const wanted = new Map<Scope, Set<Topic>>();
-      for (const [scope, topic] of interest) {
-        let topics = wanted.get(scope);
-        if (topics === undefined) wanted.set(scope, (topics = new Set()));
-        topics.add(topic);
-      }
-      for (const [scope, topic] of this.#interest.of(link)) if (!wanted.get(scope)?.has(topic)) this.#setLinkInterest(link, scope, topic, false);
-      for (const [scope, topics] of wanted) for (const topic of topics) if (!link.isClosed) this.#setLinkInterest(link, scope, topic, true);
-      if (reply === 0) this.#answerHello(link);
-    };
+    this.#hosts.greeted(link);
+    const takeIn = (): void => this.#announcer.takeHello(link, interest, reply);
     // The upstream hub's hello says what lies beyond it (see Join.upstreamHello).
     if (link === this.#upstream) this.#join.upstreamHello(wantsAll, takeIn);
     else takeIn();
-  }
-
-  /**
-   * Answers a hello that asked for one. The answer carries this hub's whole interest, so a
-   * peer repeating hellos could make this hub write far more than it reads: answers to one
-   * link are at most one per {@link HELLO_ANSWER_INTERVAL_MS} (those asked for meanwhile get
-   * one answer at the end of it), and none goes to a link that is not reading — it gets the
-   * interest when it drains (see #drained).
-   */
-  #answerHello(link: Link): void {
-    if (this.#helloAnswersDue.has(link)) return;
-    if (Hub.#notReading(link)) {
-      this.#markStale(link);
-      return;
-    }
-    const now = performance.now();
-    const last = this.#lastHelloAnswer.get(link);
-    if (last === undefined || now - last >= HELLO_ANSWER_INTERVAL_MS) {
-      this.#lastHelloAnswer.set(link, now);
-      this.#sayHello(link, 1);
-      return;
-    }
-    this.#helloAnswersDue.add(link);
-    this.#helloAnswerTimer ??= setTimeout(() => {
-      this.#helloAnswerTimer = undefined;
-      const due = [...this.#helloAnswersDue];
-      this.#helloAnswersDue.clear();
-      for (const waiting of due) if (!waiting.isClosed && this.#links.has(waiting)) this.#answerHello(waiting);
-    }, HELLO_ANSWER_INTERVAL_MS).unref();
-  }
-
-  /**
-   * Whether `link` is not reading what is sent to it: it holds a quarter of its message bound,
-   * or more than {@link CONTROL_SLACK_BYTES}. Interest changes for it are then coalesced.
-   */
-  static #notReading(link: Link): boolean {
-    return link.bytesHeld >= CONTROL_SLACK_BYTES || link.messagesHeld * 4 >= link.bounds.maxQueue;
-  }
-
-  /** Sends a change of interest to `link`, or, when it is not reading, coalesces it (see #markStale). */
-  #sendInterest(link: Link, scope: Scope, topic: Topic, on: boolean): void {
-    if (link.interestStale) return;
-    if (Hub.#notReading(link)) this.#markStale(link);
-    else link.sendControl(["i", scope, topic, on ? 1 : 0]);
-  }
-
-  /**
-   * Stops sending `link` changes of interest until it drains, when one hello tells it the
-   * whole of it: however much churn happens meanwhile (a subscribe and its cancel cancel out),
-   * a link that does not read costs this hub nothing more.
-   */
-  #markStale(link: Link): void {
-    link.interestStale = true;
-    this.#pressure.watch(link, false);
-  }
-
-  /** `link` drained (see PressureWatch): it learns what it missed while it was not reading. */
-  #drained(link: Link): void {
-    if (!link.interestStale || link.isClosed) return;
-    if (Hub.#notReading(link)) this.#pressure.watch(link, false);
-    else this.#sayHello(link, 1);
   }
 
   #onPeer(from: Link, frame: PeerFrame): void {
@@ -555,56 +380,7 @@ export class Hub implements LinkHandler {
     }
     const peer = ThreadMesh.accept(frame, this.bounds);
     this.addLink(peer);
-    for (const [scope, topic] of frame[4]) this.#setLinkInterest(peer, scope, topic, true);
-  }
-
-  #sayHello(link: Link, reply: 0 | 1): void {
-    // A hello tells everything: changes held back from a link that was not reading are in it.
-    link.interestStale = false;
-    const interest: InterestKey[] = [];
-    for (const [scope, topic] of this.#dispatchers.subscribedTopics()) interest.push([scope, topic]);
-    for (const [scope, topic, holders] of this.#interest.entries()) {
-      if (wantedBeyond(holders, link) && !this.#dispatchers.get(scope)?.hasSubscribers(topic)) interest.push([scope, topic]);
-    }
-    // A process still joining cannot yet say what lies beyond it: it asks its threads for all.
-    const wantsAll = link.kind === "thread" && !this.#isThread && this.#join.joining ? 1 : 0;
-    if (link.kind === "thread" && !this.#isThread) {
-      link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, wantsAll, [this.bounds.maxQueue, this.bounds.maxQueueBytes]]);
-    } else {
-      link.sendControl(["h", PROTOCOL_VERSION, this.node, reply, interest, wantsAll]);
-    }
-  }
-
-  /** Records that `link`'s far side does (or no longer does) want (scope, topic), and tells the others. */
-  #setLinkInterest(link: Link, scope: Scope, topic: Topic, on: boolean): void {
-    const before = this.#interest.holders(scope, topic) ?? [];
-    const change = this.#interest.set(link, scope, topic, on);
-    if (change === "unchanged") return;
-    if (change === "overLimit") {
-      // A peer that wants more than a link may hold breaks the protocol.
-      link.counters.droppedMalformed++;
-      debug("[%s] link %d wants more than %d topics: closed", this.node, link.id, MAX_INTEREST_PER_LINK);
-      link.close();
-      return;
-    }
-    const after = this.#interest.holders(scope, topic) ?? [];
-    // Local interest already shows to every link: then nothing changes for them.
-    const local = this.#dispatchers.get(scope)?.hasSubscribers(topic) ?? false;
-    for (const other of local ? [] : this.#links) {
-      const was = wantedBeyond(before, other);
-      const is = wantedBeyond(after, other);
-      if (was !== is) this.#sendInterest(other, scope, topic, is);
-    }
-    if ((before.length !== 0) !== (after.length !== 0)) {
-      if (after.length !== 0) this.#dispatchers.getOrCreate(scope).setRemoteInterest(topic, true);
-      else {
-        const dispatcher = this.#dispatchers.get(scope);
-        if (dispatcher !== undefined) {
-          dispatcher.setRemoteInterest(topic, false);
-          this.#dispatchers.forgetIfIdle(dispatcher);
-        }
-      }
-    }
+    for (const [scope, topic] of frame[4]) this.#announcer.setLinkInterest(peer, scope, topic, true);
   }
 
   /**

@@ -33,7 +33,7 @@
  *  - a parent that never answers (see {@link Join.stopExpecting}, {@link Join.silent});
  *  - an upstream that goes away, by closing or by saying bye (see {@link Join.lost}).
  */
-import { FlushRequests, Waiters, type Requester } from "./barrier.js";
+import { FlushRequests, SYNC_TIMEOUT_MS, Waiters, type Requester } from "./barrier.js";
 import { RoarError } from "./errors.js";
 import type { Link, LinkBounds } from "./links/link.js";
 import type { Envelope } from "./wire/envelope.js";
@@ -274,6 +274,38 @@ export class Join {
     const upstream = this.upstream;
     if (upstream === undefined) this.#hold(envelope);
     else if (holders === undefined || !holders.includes(upstream)) this.#hooks.send(upstream, envelope);
+  }
+
+  /**
+   * Resolves once all that this thread sent so far has reached the root, and the root synced;
+   * rejects with ERR_ROAR_TIMEOUT after `timeout` ms, or when the root's sync timed out,
+   * naming what did not answer.
+   */
+  flush(timeout: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      // Links never keep a thread alive, but a program awaiting a flush expects an answer:
+      // this timer holds the event loop open until it comes, or until it gives up.
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() did not complete within ${timeout} ms: ${this.whoDelays()} did not answer`));
+      }, timeout);
+      this.request({
+        settle: (missing) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (missing.length === 0) resolve();
+          else reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() could not complete: ${missing.join(", ")} did not answer within ${SYNC_TIMEOUT_MS} ms`));
+        },
+        fail: (error) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+    });
   }
 
   /** Asks for a flush: of the upstream hub, or, at the root, of a sync round here. */

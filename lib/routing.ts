@@ -28,7 +28,7 @@
  */
 import type { ThreadDispatchers } from "./dispatcher.js";
 import { RoarError } from "./errors.js";
-import type { HubCounters } from "./hub.js";
+import type { HubCounters } from "./tally.js";
 import type { InterestTable } from "./interest.js";
 import type { Join } from "./join.js";
 import type { HostLink } from "./links/host-link.js";
