@@ -107,7 +107,7 @@ export interface FlowProcess {
  * its own and waits until it is ready.
  */
 export async function forkFlow(name: string, { file = "flow-peer.js", execArgv = [] as string[] } = {}): Promise<FlowProcess> {
-  const env = { ...process.env, FLOW_NAME: name };
+  const env: NodeJS.ProcessEnv = { ...process.env, FLOW_NAME: name };
   delete env["NODE_OPTIONS"];
   // A process group of its own, so stop() also ends the cluster workers it forked.
   const child = fork(fixture(file), [], { env, execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"], detached: true });
