@@ -165,7 +165,7 @@ describe("backpressure", () => {
   // judges progress afresh: the loop publishes ONE message per second from half the bound on
   // (8 s: 31,976 of 200,000 published, 8 waits of 1,000 ms, nothing dropped yet). It must
   // reach the bound and drop (counted) instead. Remove `.failing` once fixed.
-  it.failing("the same loop against a stopped worker never stalls: it reaches the bound, and the rest is dropped and counted", async () => {
+  it("the same loop against a stopped worker never stalls: it reaches the bound, and the rest is dropped and counted", async () => {
     const scope = testScope();
     const { primary, workers } = await cluster("stopped");
     const [{ peer: stopped, pid }] = workers as [{ peer: FlowPeer; pid: number }];
@@ -299,7 +299,7 @@ describe("startRelay options in a cluster worker", () => {
   // batch (512) during a synchronous loop; with maxQueue below that, a burst to a HEALTHY
   // primary is dropped past the bound (10,000 published: 229 delivered, 9,771 dropped, and a
   // slow-consumer warning naming the healthy parent). Remove `.failing` once fixed.
-  it.failing("maxQueue below a batch does not drop a burst to a healthy primary", async () => {
+  it("maxQueue below a batch does not drop a burst to a healthy primary", async () => {
     const scope = testScope();
     const { primary, workers } = await cluster("w");
     const [{ peer: worker }] = workers as [{ peer: FlowPeer; pid: number }];
