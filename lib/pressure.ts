@@ -26,6 +26,8 @@ interface Watched {
   held: number;
   /** When it was last seen to make progress (`performance.now()`). */
   since: number;
+  /** Whether it took nothing in for {@link STUCK_MS}: waiters pass it by until it makes progress. */
+  stuck: boolean;
 }
 
 /** @internal */
@@ -47,7 +49,7 @@ export class PressureWatch {
   /** Starts watching `link` (it went over its high-water mark, or `dropped` a message). */
   watch(link: Link, dropped: boolean): void {
     if (dropped) this.#warn(link);
-    if (!this.#links.has(link)) this.#links.set(link, { held: holding(link), since: performance.now() });
+    if (!this.#links.has(link)) this.#links.set(link, { held: holding(link), since: performance.now(), stuck: false });
     this.#arm();
   }
 
@@ -62,18 +64,31 @@ export class PressureWatch {
    * stuck (see the module docs). Resolves at once when none is watched.
    */
   drained(): Promise<void> {
-    if (this.#links.size === 0) return Promise.resolve();
     // Progress is judged from now on: a link that was filling while the publisher published
-    // made none that could be seen, and is not stuck for that.
+    // made none that could be seen, and is not stuck for that. One already stuck stays so
+    // until it takes something in: a producer waiting on a stopped process each time
+    // `publish` says so must not wait a second each time.
     const now = performance.now();
     for (const [link, watched] of this.#links) {
+      if (watched.stuck) continue;
       watched.held = holding(link);
       watched.since = now;
     }
+    if (!this.#holdsBack(now)) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.#waiters.push(resolve);
       this.#arm();
     });
+  }
+
+  /** Whether a watched link holds waiters back: it is neither drained, dropping, nor stuck. */
+  #holdsBack(now: number): boolean {
+    let holds = false;
+    for (const [link, watched] of this.#links) {
+      if (!watched.stuck && now - watched.since >= STUCK_MS) watched.stuck = true;
+      if (!link.inEpisode && !watched.stuck && !link.isClosed && link.level !== "drained") holds = true;
+    }
+    return holds;
   }
 
   #arm(): void {
@@ -91,7 +106,6 @@ export class PressureWatch {
 
   #check(): void {
     const now = performance.now();
-    let waiting = false;
     const drained: Link[] = [];
     for (const [link, watched] of this.#links) {
       if (link.isClosed || link.level === "drained") {
@@ -105,12 +119,12 @@ export class PressureWatch {
       if (held < watched.held) {
         watched.held = held;
         watched.since = now;
+        watched.stuck = false;
       }
-      if (!link.inEpisode && now - watched.since < STUCK_MS) waiting = true;
     }
     // Told after the walk: a link told may be watched again at once.
     for (const link of drained) this.#drained(link);
-    if (waiting || this.#waiters.length === 0) return;
+    if (this.#waiters.length === 0 || this.#holdsBack(now)) return;
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const resolve of waiters) resolve();

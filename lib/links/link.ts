@@ -219,6 +219,9 @@ export abstract class Link {
    */
   dropIfFull(): boolean {
     const { maxQueue, maxQueueBytes } = this.bounds;
+    // An outbox that alone holds the bound is written out first: the channel may take it (a
+    // pipe's kernel buffer, a queue bounded in bytes only), and what it takes is not held.
+    if (this.#outbox.length !== 0 && (this.#messagesInOutbox >= maxQueue || this.#bytesInOutbox >= maxQueueBytes)) this.flushOutbox();
     const messages = this.messagesHeld;
     const bytes = this.bytesHeld;
     if (messages < maxQueue && bytes < maxQueueBytes) {
@@ -245,6 +248,8 @@ export abstract class Link {
   sendRun(scope: Scope, topic: Topic, payloads: readonly unknown[], hops?: number): void {
     if (this.#closed) return;
     const { maxQueue, maxQueueBytes } = this.bounds;
+    // As in dropIfFull: what the outbox holds goes to the channel first if the run would not fit beside it.
+    if (this.#outbox.length !== 0 && this.#messagesInOutbox + payloads.length > maxQueue) this.flushOutbox();
     const messageRoom = maxQueue - this.messagesHeld;
     let byteRoom = maxQueueBytes - this.bytesHeld;
     let fit = 0;
