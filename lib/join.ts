@@ -7,7 +7,8 @@
  *
  *     from               what happens                                    to
  *     awaitingParent     the upstream link is made (linked)              joining
- *     awaitingParent     no parent answered in time (stopExpecting)      root, for good
+ *     awaitingParent     no parent answered in time (stopExpecting)      root
+ *     root               a parent's hello comes after all (linked)       joining
  *     joining            the upstream hub says hello (upstreamHello)     welcomed
  *     joining            a cluster primary never answers (silent)        silent
  *     silent, welcomed   the upstream hub says hello                     welcomed
@@ -136,7 +137,8 @@ export class Join {
   }
 
   /**
-   * The link towards the root is made: the hub joins on it. `greet` says hello on it; a
+   * The link towards the root is made (also for a root whose parent said hello after all):
+   * the hub joins on it. `greet` says hello on it; a
    * process then sends up, behind its hello, what it published and the flushes made while it
    * had no upstream (a thread holds both until its main thread welcomes it).
    */
