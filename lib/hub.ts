@@ -107,11 +107,14 @@ export class Hub implements LinkHandler {
   /** Flushes sent to the upstream hub, one at a time (see barrier.ts). */
   readonly #flushUp = new FlushRequests(
     (id) => {
-      // What this process dropped reaches the root before the flush does.
+      // What this process dropped reaches the root before the flush does, and so does the
+      // interest held back from links that were not reading (see #markStale).
       this.#reporter?.report();
+      this.#resyncStale();
       this.#upstream?.sendControl(["f", id]);
     },
     () => this.#nextId++,
+    (link, frame) => this.#answer(link, frame),
   );
   /** Flushes waiting for an upstream link (a thread whose main thread has no relay yet). */
   #waitingForUpstream = new Waiters();
@@ -124,6 +127,10 @@ export class Hub implements LinkHandler {
       link.sendControl(isHost(link) && hops !== 0 ? ["s", id, hops] : ["s", id]);
     },
     newId: () => this.#nextId++,
+    answer: (link, frame) => this.#answer(link, frame),
+    // Threads are not synced (they take in what waits for them before they publish): a round
+    // vouches for their interest too, so those held back from hear it now.
+    starting: () => this.#resyncStale(),
   });
   /** What the processes below this one reported they dropped (see stats.ts). */
   readonly #reports = new DropReports();
@@ -567,7 +574,11 @@ export class Hub implements LinkHandler {
     }
     link.greeted = false;
     this.#forget(link);
-    if (link === this.#upstream) this.#upstreamLost();
+    if (link !== this.#upstream) return;
+    this.#upstreamLost();
+    // The parent's relay closed; its channel stays. Until a relay there says hello again,
+    // this process routes as a root — not as one joining, which would send it everything.
+    this.upstreamIsSilent();
   }
 
   /** Drops what `link`'s far side wanted, and stops waiting for it in every sync. */
@@ -782,7 +793,9 @@ export class Hub implements LinkHandler {
    */
   #answerHello(link: Link): void {
     if (this.#helloAnswersDue.has(link)) return;
-    if (Hub.#notReading(link)) {
+    // The upstream hub's hello (a relay that started again up there) is a welcome: answered
+    // whatever the link holds.
+    if (Hub.#notReading(link) && link !== this.#upstream) {
       this.#markStale(link);
       return;
     }
@@ -825,6 +838,24 @@ export class Hub implements LinkHandler {
   #markStale(link: Link): void {
     link.interestStale = true;
     this.#pressure.watch(link, false);
+  }
+
+  /**
+   * Sends `link` the answer to its flush or sync. An answer vouches that interest arrived: a
+   * link whose changes were held back (see #markStale) is told everything first.
+   */
+  #answer(link: Link, frame: Frame): void {
+    if (link.interestStale) this.#sayHello(link, 1);
+    link.sendControl(frame);
+  }
+
+  /**
+   * Tells the links whose interest was held back and that no sync will reach — the upstream
+   * link and threads — everything, before a flush request leaves or a round starts: either
+   * vouches for interest everywhere a publish could come from.
+   */
+  #resyncStale(): void {
+    for (const link of this.#links) if (link.interestStale && (link.kind === "thread" || link === this.#upstream)) this.#sayHello(link, 1);
   }
 
   /** `link` drained (see PressureWatch): it learns what it missed while it was not reading. */
