@@ -288,6 +288,7 @@ export async function benchCross(): Promise<void> {
       [
         `${WARM_UP_ROUNDS} warm-up + 3 rounds each, alternating; a thread link holds at most maxQueue (${ROUND.toLocaleString("en")}) messages its consumer has not taken in, and drops (and counts) beyond`,
         `the drained() loop waited ${median(waits)} times a round (median): publish() returns false from half the bound`,
+        "the ERR_ROAR_SLOW_CONSUMER warnings printed above are the one-loop row's: one per episode (per round), as a slow consumer should raise",
       ],
     );
     await latencyTable("Thread ↔ thread round trip (p50)", () => rawRoundTrip(a, b, 2000), () => roarRoundTrip(a, b, 2000), "≤ 1.3×");
