@@ -18,20 +18,20 @@
  * baseline, for what a cluster worker sees; its extra IPC hops have no raw counterpart here.
  *
  * The methodology is the cross-host one (hosts.ts): warm-up rounds, then the median of rounds
- * for throughput, roar's publisher pacing itself with pipelined flushes; throughput and
- * round-trip rounds alternate between the cases so a change in the machine's load hits them
- * all; each round's p50 and p99, the first tenth of its pings left out, and the median of the
- * rounds reported. Measuring starts once each relay knows the other host (`hosts >= 1`) and
- * a flush went through.
+ * for throughput, each round {@link ROUND} messages published in one synchronous loop (roar's
+ * and the raw client's alike), with what the receiver counted and the peak RSS of each process
+ * (the broker server's too); throughput and round-trip rounds alternate between the cases so
+ * a change in the machine's load hits them all; each round's p50 and p99, the first tenth of
+ * its pings left out, and the median of the rounds reported. Measuring starts once each relay
+ * knows the other host (`hosts >= 1`) and a flush went through.
  */
 import type { ChildProcess } from "node:child_process";
-import { median, printTable } from "./harness.js";
-import { type Peer, rate, roarRound, roarRoundTrips, WARM_UP_ROUNDS } from "./cross.js";
+import { Case, printThroughput, ROUND, roundResult, WARM_UP_ROUNDS, type Processes, type RoundResult } from "./harness.js";
+import { alternate, roundNote, type Peer, roarRound, roarRoundTrips, settle } from "./cross.js";
 import { guarded, primaryRawRoundTrips, primaryRoarRoundTrips, RoundTrips, startHost, stopHost } from "./hosts.js";
 import { locate, startServer, type Engine, type Server } from "./servers.js";
 
 const ENGINES: readonly Engine[] = ["redis", "nats"];
-const COUNT = 100_000;
 const PINGS = 2000;
 const THROUGHPUT_ROUNDS = 7;
 const LATENCY_ROUNDS = 5;
@@ -47,26 +47,24 @@ const NAMES: Record<Engine, { server: string; client: string; how: string }> = {
 
 let scopes = 0;
 
-/** One round of `count` messages from primary `from` to primary `to` through roar routers of theirs, in a fresh scope. */
-async function primaryRoarRound(from: Peer, to: Peer, count: number): Promise<number> {
+/** One round of `count` messages from primary `from` to primary `to` through roar routers of theirs, in a fresh scope, published in one synchronous loop. */
+async function primaryRoarRound(from: Peer, to: Peer, count: number): Promise<RoundResult> {
   const scope = `brokers-${++scopes}`;
   await to.run({ host: "subscribe", scope, topic: "t", expect: count });
-  await from.run({ host: "publish", scope, topic: "other", count: 0 }); // joins and flushes first
-  const done = to.next("done");
+  await from.run({ host: "join", scope });
+  const arrived = to.next("done");
   const started = process.hrtime.bigint();
   await from.run({ host: "publish", scope, topic: "t", count });
-  await done;
-  return (count * 1e9) / Number(process.hrtime.bigint() - started);
+  return roundResult(started, count, await settle(to, arrived, "primary"));
 }
 
-/** One round of `count` messages from primary `from` to primary `to` with the raw client, one publish each. */
-async function primaryRawRound(from: Peer, to: Peer, count: number): Promise<number> {
+/** One round of `count` messages from primary `from` to primary `to` with the raw client, one publish each, in one synchronous loop. */
+async function primaryRawRound(from: Peer, to: Peer, count: number): Promise<RoundResult> {
   await to.run({ host: "raw-receive", expect: count });
-  const done = to.next("done");
+  const arrived = to.next("done");
   const started = process.hrtime.bigint();
   await from.run({ host: "raw-send", count });
-  await done;
-  return (count * 1e9) / Number(process.hrtime.bigint() - started);
+  return roundResult(started, count, await settle(to, arrived, "primary"));
 }
 
 /** Runs the broker cases of every engine whose server is installed, and prints their tables. */
@@ -128,19 +126,30 @@ async function measure(engine: Engine, server: Server, hosts: Peer[]): Promise<v
   const round = <T>(promise: Promise<T>, what: string): Promise<T> => guarded(promise, b.handle as ChildProcess, what, ROUND_MS);
 
   // Throughput: rounds alternate between the three, so a change in load hits all of them.
-  const rates: [number[], number[], number[]] = [[], [], []];
-  for (let i = 0; i < WARM_UP_ROUNDS + THROUGHPUT_ROUNDS; i++) {
-    rates[0].push(await round(primaryRawRound(a, b, COUNT), `in a raw ${client} round`));
-    rates[1].push(await round(primaryRoarRound(a, b, COUNT), "in a roar primary round"));
-    rates[2].push((await round(roarRound(a, b, COUNT), "in a roar worker round")).throughput);
-  }
-  const [rawRate, primaryRate, workerRate] = rates.map((rounds) => median(rounds.slice(WARM_UP_ROUNDS))) as [number, number, number];
-  const raw = rate(`raw ${client}, one publish per message`, rawRate);
-  printTable(`Host → host throughput through ${engine} (host A → host B; raw: ${how}), small messages`, [
-    { result: raw },
-    { result: rate(`roar primary A → ${engine} → primary B`, primaryRate), baseline: raw, target: "≥ 2×" },
-    { result: rate(`roar worker → primary A → ${engine} → primary B → worker`, workerRate), baseline: raw },
+  const pid = (peer: Peer): number => (peer.handle as ChildProcess).pid ?? 0;
+  const primaries: Processes = [
+    ["primary A", pid(a)],
+    [NAMES[engine].server, server.pid],
+    ["primary B", pid(b)],
+  ];
+  const workers: Processes = [["publisher", a.pid], ...primaries, ["receiver", b.pid]];
+  const raw = new Case(`raw ${client}, one publish per message`, primaries);
+  const primary = new Case(`roar primary A → ${engine} → primary B`, primaries);
+  const worker = new Case(`roar worker → primary A → ${engine} → primary B → worker`, workers);
+  await alternate(WARM_UP_ROUNDS + THROUGHPUT_ROUNDS, [
+    [raw, () => round(primaryRawRound(a, b, ROUND), `in a raw ${client} round`)],
+    [primary, () => round(primaryRoarRound(a, b, ROUND), "in a roar primary round")],
+    [worker, () => round(roarRound(a, b, ROUND), "in a roar worker round")],
   ]);
+  printThroughput(
+    `Host → host throughput through ${engine} (host A → host B; raw: ${how}), small messages`,
+    [
+      { result: raw.result },
+      { result: primary.result, baseline: raw.result, target: "≥ 2×" },
+      { result: worker.result, baseline: raw.result },
+    ],
+    [roundNote(WARM_UP_ROUNDS, THROUGHPUT_ROUNDS, "the three alternating")],
+  );
 
   // Round trips: a warm-up round, then rounds alternating between the three.
   const rawTrips = `raw ${client} ping-pong, primary ↔ primary`;

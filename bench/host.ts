@@ -26,7 +26,8 @@ import { NatsTransport } from "roar/nats";
 import { RedisTransport } from "roar/redis";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { connectRaw, type RawBus } from "./broker-raw.js";
-import { message, pingPong, publishPaced, sendRaw } from "./harness.js";
+import { Counter, message, pingPong, publishBurst, ROUND_STARTS, sendBurst, type Tally } from "./harness.js";
+import type { PeerCommand } from "./peer.js";
 import type { Engine } from "./servers.js";
 
 /** Commands a host obeys; each is answered with `{ reply: "ok", ... }`. */
@@ -51,14 +52,20 @@ export type HostCommand =
   | { host: "raw-ping"; count: number }
   /** Frames of the raw socket go to the worker again (after `raw-echo` or `raw-ping`). */
   | { host: "raw-relay" }
-  /** Subscribes a router of this primary to `topic`; `{ reply: "done" }` follows once `expect` messages arrived. */
+  /** Subscribes a router of this primary to `topic`; `{ reply: "done", received, lastAt }` follows once `expect` messages arrived (or on `finish`). */
   | { host: "subscribe"; scope: string; topic: string; expect: number }
-  /** Publishes `count` messages from a router of this primary, paced as a worker's (see `publishPaced`). */
+  /** Makes a router of this primary for `scope` and waits for its flush. */
+  | { host: "join"; scope: string }
+  /** Publishes `count` messages from a router of this primary in one synchronous loop, as a worker does (see `publishBurst`). */
   | { host: "publish"; scope: string; topic: string; count: number }
-  /** Counts raw messages (broker hosts); `{ reply: "done" }` follows once `expect` arrived. */
+  /** Counts raw messages (broker hosts); `{ reply: "done", received, lastAt }` follows once `expect` arrived (or on `finish`). */
   | { host: "raw-receive"; expect: number }
-  /** Sends `count` raw messages, one publish each (broker hosts). */
+  /** Sends `count` raw messages, one publish each, in one synchronous loop (broker hosts). */
   | { host: "raw-send"; count: number }
+  /** Answers with the tally of the round this primary counts (`subscribe` or `raw-receive`). */
+  | { host: "count" }
+  /** Ends the round this primary counts short: its `done` is sent now, if it was not already. */
+  | { host: "finish" }
   /** Answers with `{ reply: "ok", stats }`, the relay's `stats()`. */
   | { host: "stats" };
 
@@ -75,6 +82,8 @@ let rawHere: ((value: unknown) => void) | undefined;
 /** Routers of this primary, by scope, for its own round trips. */
 const routers = new Map<string, roar.Router>();
 let echoOff: (() => void) | undefined;
+/** The round this primary counts, by `subscribe` or `raw-receive`. */
+let counter: Counter | undefined;
 
 const router = (scope: string): roar.Router => {
   let r = routers.get(scope);
@@ -85,6 +94,7 @@ const router = (scope: string): roar.Router => {
 const rawSend = (value: unknown): void => (rawBus !== undefined ? rawBus.send(value) : rawSocket?.send(JSON.stringify(value)));
 
 const reply = (message: object, then: () => void = () => undefined): void => void process.send?.(message, then);
+const count = (expect: number): Counter => (counter = new Counter(expect, (tally: Tally) => reply({ reply: "done", ...tally })));
 
 function useRawSocket(socket: WebSocket): void {
   rawSocket = socket;
@@ -131,32 +141,31 @@ async function obey(command: HostCommand): Promise<void> {
       while ((relay?.stats().hosts ?? 0) < 1 || (rawSocket === undefined && rawBus === undefined)) await new Promise((resolve) => setTimeout(resolve, 5));
       return reply({ reply: "ok" });
     case "subscribe": {
-      let received = 0;
-      const { expect } = command;
-      router(command.scope).on(command.topic, () => {
-        if (++received === expect) reply({ reply: "done" });
-      });
+      globalThis.gc?.(); // a round starts: its peak RSS is not the last one's garbage
+      const round = count(command.expect);
+      router(command.scope).on(command.topic, () => round.arrive());
       await router(command.scope).flush();
       return reply({ reply: "ok" });
     }
-    case "publish": {
-      const busyNs = await publishPaced(router(command.scope), command.topic, command.count);
-      return reply({ reply: "ok", busyNs });
-    }
+    case "join":
+      globalThis.gc?.();
+      await router(command.scope).flush();
+      return reply({ reply: "ok" });
+    case "publish":
+      return reply({ reply: "ok", ...publishBurst(router(command.scope), command.topic, command.count) });
     case "raw-receive": {
-      let received = 0;
-      const { expect } = command;
-      rawHere = () => {
-        if (++received === expect) {
-          rawHere = undefined;
-          reply({ reply: "done" });
-        }
-      };
+      globalThis.gc?.();
+      const round = count(command.expect);
+      rawHere = () => round.arrive();
       return reply({ reply: "ok" });
     }
     case "raw-send":
-      await sendRaw(rawSend, command.count);
+      sendBurst(rawSend, command.count);
       return reply({ reply: "ok" });
+    case "count":
+      return reply({ reply: "ok", ...(counter?.tally ?? { received: 0, lastAt: 0 }) });
+    case "finish":
+      return counter?.finish();
     case "stats":
       return reply({ reply: "ok", stats: relay?.stats() });
     case "echo": {
@@ -222,9 +231,11 @@ function forkWorker(): void {
   });
 }
 
-process.on("message", (message: HostCommand | object) => {
-  if ("host" in message) void obey(message);
-  else worker?.send(message as never);
+process.on("message", (message: HostCommand | PeerCommand | object) => {
+  if ("host" in message) return void obey(message);
+  // A round of the worker's starts: this primary, which it may cross, collects its garbage too.
+  if ("cmd" in message && ROUND_STARTS.has(message.cmd)) globalThis.gc?.();
+  worker?.send(message as never);
 });
 // The benchmark went away: so does this host (and its worker, whose channel to it closes).
 process.on("disconnect", () => process.exit(1));

@@ -7,10 +7,11 @@
  *  - raw ws on roar's path: worker → `process.send` → primary A → `ws.send` → primary B →
  *    `worker.send` → worker, one send per message at every hop, as the cluster baseline.
  * The methodology is the cross-process one (cross.ts): warm-up rounds then the median of
- * rounds for throughput, roar's publisher pacing itself with pipelined flushes; round trips in
- * alternating rounds, the first tenth of each round's pings left out. Throughput rounds
- * alternate too (raw ws, raw on roar's path, roar, raw ws, ...), so a change in the machine's
- * load hits every case and their ratios hold on a noisy machine.
+ * rounds for throughput, each round {@link ROUND} messages published (or sent) in one
+ * synchronous loop, with what the receiver counted and the peak RSS of each process; round
+ * trips in alternating rounds, the first tenth of each round's pings left out. Throughput
+ * rounds alternate too (raw ws, raw on roar's path, roar, raw ws, ...), so a change in the
+ * machine's load hits every case and their ratios hold on a noisy machine.
  *
  * Round trips are also measured between the two primaries themselves — roar routers in
  * primary A and primary B, beside raw `ws` between them over a socket B dialled — one ws hop
@@ -22,12 +23,11 @@
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { median, percentile, printColumns, printTable } from "./harness.js";
-import { Peer, rate, rawRound, rawRoundTrips, roarRound, roarRoundTrips, WARM_UP_ROUNDS } from "./cross.js";
+import { Case, median, percentile, printColumns, printThroughput, ROUND, WARM_UP_ROUNDS, type Processes } from "./harness.js";
+import { alternate, roundNote, Peer, rawRound, rawRoundTrips, roarRound, roarRoundTrips } from "./cross.js";
 import type { HostCommand } from "./host.js";
 
 const HOST = new URL("./host.js", import.meta.url);
-const COUNT = 50_000;
 const PINGS = 2000;
 const LATENCY_ROUNDS = 5;
 const THROUGHPUT_ROUNDS = 5;
@@ -66,7 +66,7 @@ export async function startHost(options: Omit<Extract<HostCommand, { host: "star
   const peer = new Peer(child);
   started.push(peer);
   const { port, rawPort } = await guarded(peer.run({ host: "start", ...options }), child, "starting");
-  await guarded(peer.next("ready"), child, "starting its worker");
+  await guarded(peer.ready(), child, "starting its worker");
   return { peer, port, rawPort };
 }
 
@@ -163,24 +163,46 @@ async function measure(): Promise<void> {
   const [pa, pb] = [a.peer, b.peer];
 
   // Throughput: rounds alternate between the three, so a change in load hits all of them.
-  const rates: [number[], number[], number[]] = [[], [], []];
-  for (let round = 0; round < WARM_UP_ROUNDS + THROUGHPUT_ROUNDS; round++) {
-    await rawVia("ws", wa, wb);
-    rates[0].push(await rawRound(wa, wb, COUNT));
-    await rawVia("channel", wa, wb);
-    rates[1].push(await rawRound(wa, wb, COUNT));
-    rates[2].push((await roarRound(wa, wb, COUNT)).throughput);
-  }
-  const [directRate, relayedRate, roarRate] = rates.map((rounds) => median(rounds.slice(WARM_UP_ROUNDS))) as [number, number, number];
-  const direct = rate("raw ws worker → worker, one frame per message", directRate);
-  const relayed = rate("raw, one send per message per hop (roar's path)", relayedRate);
-  const viaRoar = rate("roar worker → primary A → ws → primary B → worker", roarRate);
-  printTable("Host → host throughput (cluster worker on host A → on host B; B dials A over 127.0.0.1), small messages", [
-    { result: direct },
-    { result: relayed, baseline: direct },
-    { result: viaRoar, baseline: direct, target: "≥ 2×" },
-    { result: viaRoar, baseline: relayed },
+  const workersOnly: Processes = [
+    ["publisher", wa.pid],
+    ["receiver", wb.pid],
+  ];
+  const all: Processes = [
+    ["publisher", wa.pid],
+    ["primary A", (a.peer.handle as ChildProcess).pid ?? 0],
+    ["primary B", (b.peer.handle as ChildProcess).pid ?? 0],
+    ["receiver", wb.pid],
+  ];
+  const direct = new Case("raw ws worker → worker, one frame per message", workersOnly);
+  const relayed = new Case("raw, one send per message per hop (roar's path)", all);
+  const viaRoar = new Case("roar worker → primary A → ws → primary B → worker", all);
+  await alternate(WARM_UP_ROUNDS + THROUGHPUT_ROUNDS, [
+    [
+      direct,
+      async () => {
+        await rawVia("ws", wa, wb);
+        return rawRound(wa, wb, ROUND);
+      },
+    ],
+    [
+      relayed,
+      async () => {
+        await rawVia("channel", wa, wb);
+        return rawRound(wa, wb, ROUND);
+      },
+    ],
+    [viaRoar, () => roarRound(wa, wb, ROUND)],
   ]);
+  printThroughput(
+    "Host → host throughput (cluster worker on host A → on host B; B dials A over 127.0.0.1), small messages",
+    [
+      { result: direct.result },
+      { result: relayed.result, baseline: direct.result },
+      { result: viaRoar.result, baseline: direct.result, target: "≥ 2×" },
+      { result: viaRoar.result, baseline: relayed.result },
+    ],
+    [roundNote(WARM_UP_ROUNDS, THROUGHPUT_ROUNDS, "the three alternating")],
+  );
 
   // Round trips: rounds alternate between the five, so a change in load hits all of them.
   const workers = ["raw ws ping-pong, worker ↔ worker", "raw, one send per hop (roar's path)", "roar worker ↔ worker, two topics"] as const;

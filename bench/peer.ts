@@ -8,15 +8,23 @@ import type { AddressInfo } from "node:net";
 import { parentPort, type MessagePort } from "node:worker_threads";
 import * as roar from "roar";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
-import { message, pingPong, publishPaced, sendRaw } from "./harness.js";
+import { Counter, message, pingPong, publishBurst, publishDrained, sendBurst, type Published, type Tally } from "./harness.js";
 
 /** Commands a peer obeys; each is answered with `{ reply: "ok", ... }`. */
 export type PeerCommand =
-  | { cmd: "subscribe"; scope: string; topic: string; expect: number }
-  | { cmd: "publish"; scope: string; topic: string; count: number }
+  /** Subscribes to `topic`, counting arrivals; `{ reply: "done", received, lastAt }` follows once `expect` arrived (or on `finish`). */
+  | { cmd: "subscribe"; scope: string; topic: string; expect: number; workNs?: number }
+  /** Makes this peer's router of `scope` and waits for its flush: it has joined, and knows what the host wants. */
+  | { cmd: "join"; scope: string }
+  /** Publishes `count` messages in one synchronous loop (see `publishBurst`), or with `drained`, waiting for `drained()` whenever `publish` says so. */
+  | { cmd: "publish"; scope: string; topic: string; count: number; drained?: boolean }
+  /** Answers with the tally of the round being counted (`subscribe` or `raw-receive`). */
+  | { cmd: "count" }
+  /** Ends the round being counted short: its `done` is sent now, if it was not already. */
+  | { cmd: "finish" }
   | { cmd: "echo"; scope: string; from: string; to: string }
   | { cmd: "ping"; scope: string; from: string; to: string; count: number }
-  | { cmd: "raw-receive"; expect: number }
+  | { cmd: "raw-receive"; expect: number; workNs?: number }
   | { cmd: "raw-send"; count: number }
   | { cmd: "raw-echo" }
   | { cmd: "raw-ping"; count: number }
@@ -29,8 +37,16 @@ export interface PeerReply {
   reply: "ready" | "ok" | "done";
   /** Round-trip times in nanoseconds, from `ping` commands. */
   rtts?: number[];
-  /** Nanoseconds spent in `publish` calls, from `publish` commands. */
+  /** Nanoseconds spent in the publishing loop, from `publish` commands. */
   busyNs?: number;
+  /** How many `publish` calls returned `false`, from `publish` commands. */
+  refused?: number;
+  /** Messages counted in the round, from `done` and `count`. */
+  received?: number;
+  /** When the round's last message arrived (hrtime, ns), from `done` and `count`. */
+  lastAt?: number;
+  /** The process the peer runs in, from `ready`. */
+  pid?: number;
   /** The port listened on, from `ws-listen` (and from a host's `start`, see host.ts). */
   port?: number;
   /** The port of a host's raw WebSocket relay, from a host's `start`. */
@@ -61,6 +77,9 @@ const useSocket = (socket: WebSocket): void => {
   socket.on("message", (data: RawData) => onRaw(JSON.parse(data.toString())));
 };
 let onRaw: (value: unknown) => void = () => undefined;
+/** The round being counted, by `subscribe` or `raw-receive`. */
+let counter: Counter | undefined;
+const count = (expect: number): Counter => (counter = new Counter(expect, (tally: Tally) => send({ reply: "done", ...tally })));
 let echoOff: (() => void) | undefined;
 const routers = new Map<string, roar.Router>();
 const router = (scope: string): roar.Router => {
@@ -69,6 +88,13 @@ const router = (scope: string): roar.Router => {
   return r;
 };
 
+/** Keeps this thread busy for `ns` nanoseconds: the work of a consumer slower than its publisher. */
+function work(ns: number): void {
+  if (ns === 0) return;
+  const until = process.hrtime.bigint() + BigInt(ns);
+  while (process.hrtime.bigint() < until);
+}
+
 function ping(count: number, sendPing: (i: number) => void, arm: (onPong: () => void) => void, disarm = (): void => undefined): void {
   pingPong(count, sendPing, arm, (rtts) => send({ reply: "done", rtts }), disarm);
 }
@@ -76,17 +102,29 @@ function ping(count: number, sendPing: (i: number) => void, arm: (onPong: () => 
 async function obey(command: PeerCommand): Promise<void> {
   switch (command.cmd) {
     case "subscribe": {
-      let received = 0;
+      globalThis.gc?.(); // a round starts: its peak RSS is not the last one's garbage
+      const round = count(command.expect);
+      const { workNs = 0 } = command;
       router(command.scope).on(command.topic, () => {
-        if (++received === command.expect) send({ reply: "done" });
+        work(workNs);
+        round.arrive();
       });
       await router(command.scope).flush();
       return send({ reply: "ok" });
     }
+    case "join":
+      globalThis.gc?.();
+      await router(command.scope).flush();
+      return send({ reply: "ok" });
     case "publish": {
-      const busyNs = await publishPaced(router(command.scope), command.topic, command.count);
-      return send({ reply: "ok", busyNs });
+      const r = router(command.scope);
+      const published: Published = command.drained ? await publishDrained(r, command.topic, command.count) : publishBurst(r, command.topic, command.count);
+      return send({ reply: "ok", ...published });
     }
+    case "count":
+      return send({ reply: "ok", ...(counter?.tally ?? { received: 0, lastAt: 0 }) });
+    case "finish":
+      return counter?.finish();
     case "echo": {
       const r = router(command.scope);
       echoOff?.();
@@ -106,14 +144,17 @@ async function obey(command: PeerCommand): Promise<void> {
       );
     }
     case "raw-receive": {
-      let received = 0;
+      globalThis.gc?.();
+      const round = count(command.expect);
+      const { workNs = 0 } = command;
       onRaw = () => {
-        if (++received === command.expect) send({ reply: "done" });
+        work(workNs);
+        round.arrive();
       };
       return send({ reply: "ok" });
     }
     case "raw-send":
-      await sendRaw(rawSend, command.count);
+      sendBurst(rawSend, command.count);
       return send({ reply: "ok" });
     case "raw-echo":
       onRaw = (m) => rawSend(m);
@@ -133,6 +174,7 @@ async function obey(command: PeerCommand): Promise<void> {
       return send({ reply: "ok" });
     }
     case "raw-via":
+      globalThis.gc?.();
       rawVia = command.via;
       return send({ reply: "ok" });
   }
@@ -153,4 +195,4 @@ channel.on("message", (data: unknown) => {
 // A cluster worker whose primary disconnects it is done (its raw WebSocket would keep it alive).
 if (!parentPort) process.on("disconnect", () => process.exit(0));
 // A cluster worker's IPC messages sent before this listener existed are lost: say when it does.
-send({ reply: "ready" });
+send({ reply: "ready", pid: process.pid });

@@ -24,7 +24,12 @@
  *    before the far side greeted, so whichever side speaks first, both end up with the same
  *    picture;
  *  - a process still joining its parent does not know what lies beyond it: its hello asks its
- *    threads for everything (see {@link InterestAnnouncer.hello}, and join.ts).
+ *    threads for everything (see {@link InterestAnnouncer.hello}, and join.ts);
+ *  - a flush could resolve while a link that was not reading had not heard of a subscription:
+ *    a link whose interest was held back is told everything before any flush or sync answer
+ *    goes to it ({@link InterestAnnouncer.answer}), and the upstream link and threads, which
+ *    no sync reaches, before a flush request leaves or a round starts
+ *    ({@link InterestAnnouncer.resyncStale}).
  */
 import type { ThreadDispatchers } from "./dispatcher.js";
 import { MAX_INTEREST_PER_LINK, type InterestTable } from "./interest.js";
@@ -33,7 +38,7 @@ import type { Link, LinkBounds } from "./links/link.js";
 import type { PressureWatch } from "./pressure.js";
 import { wantedBeyond } from "./routing.js";
 import type { Scope, Topic } from "./types.js";
-import { PROTOCOL_VERSION, type InterestKey } from "./wire/frames.js";
+import { PROTOCOL_VERSION, type Frame, type InterestKey } from "./wire/frames.js";
 import { debuglog } from "node:util";
 
 const debug = debuglog("roar");
@@ -169,6 +174,24 @@ export class InterestAnnouncer {
     }
   }
 
+  /**
+   * Sends `link` the answer to its flush or sync. An answer vouches that interest arrived: a
+   * link whose changes were held back (see #markStale) is told everything first.
+   */
+  answer(link: Link, frame: Frame): void {
+    if (link.interestStale) this.hello(link, 1);
+    link.sendControl(frame);
+  }
+
+  /**
+   * Tells the links whose interest was held back and that no sync will reach — the upstream
+   * link and threads — everything, before a flush request leaves or a round starts: either
+   * vouches for interest everywhere a publish could come from.
+   */
+  resyncStale(): void {
+    for (const link of this.#links) if (link.interestStale && (link.kind === "thread" || link === this.#join.upstream)) this.hello(link, 1);
+  }
+
   /** `link` drained (see PressureWatch): it learns what it missed while it was not reading. */
   drained(link: Link): void {
     if (!link.interestStale || link.isClosed) return;
@@ -185,7 +208,9 @@ export class InterestAnnouncer {
    */
   #answerHello(link: Link): void {
     if (this.#helloAnswersDue.has(link)) return;
-    if (notReading(link)) {
+    // The upstream hub's hello (a relay that started again up there) is a welcome: answered
+    // whatever the link holds.
+    if (notReading(link) && link !== this.#join.upstream) {
       this.#markStale(link);
       return;
     }

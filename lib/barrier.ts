@@ -36,6 +36,12 @@ export const MAX_HOST_ROUNDS = 8;
 /** The most names an answer carries of those that did not answer. */
 export const MAX_MISSING = 16;
 
+/**
+ * Sends a link the answer to its flush or sync: the hub's, which first tells a link whose
+ * interest it held back everything it missed — an answer vouches for interest.
+ */
+export type AnswerLink = (link: Link, frame: Frame) => void;
+
 /** Settles one waiter: with no names, done; with names, those did not answer in time. */
 export type Settle = (missing: readonly string[]) => void;
 
@@ -83,9 +89,10 @@ export class Waiters {
     return requesters;
   }
 
-  settle(missing: readonly string[]): void {
+  /** Settles every requester: this thread's callers, and each link with `answer`. */
+  settle(missing: readonly string[], answer: AnswerLink): void {
     for (const local of this.locals) local.settle(missing);
-    for (const [link, { id, answer }] of this.links) link.sendControl(answerFrame(answer, id, missing));
+    for (const [link, request] of this.links) answer(link, answerFrame(request.answer, request.id, missing));
   }
 }
 
@@ -101,14 +108,17 @@ export class FlushRequests {
   #next = new Waiters();
   readonly #send: (id: number) => void;
   readonly #newId: () => number;
+  readonly #answer: AnswerLink;
 
   /**
    * @param send - sends `["f", id]` to the upstream hub
    * @param newId - a fresh id
+   * @param answer - sends a link its answer
    */
-  constructor(send: (id: number) => void, newId: () => number) {
+  constructor(send: (id: number) => void, newId: () => number, answer: AnswerLink) {
     this.#send = send;
     this.#newId = newId;
+    this.#answer = answer;
   }
 
   /** Asks the upstream hub for a flush covering everything sent so far. */
@@ -128,7 +138,7 @@ export class FlushRequests {
     // An answer to a request sent to an earlier upstream, or sent twice (see resend): ignored.
     if (inFlight === undefined || inFlight.id !== id) return;
     this.#inFlight = undefined;
-    inFlight.waiters.settle(missing);
+    inFlight.waiters.settle(missing, this.#answer);
     if (!this.#next.isEmpty) {
       const next = this.#next;
       this.#next = new Waiters();
@@ -187,6 +197,10 @@ export interface RoundHooks {
   sendSync(link: Link, id: number, hops: number): void;
   /** A fresh id. */
   newId(): number;
+  /** Sends a link its answer. */
+  answer: AnswerLink;
+  /** A round starts (the hub brings links it does not sync up to date first). */
+  starting(): void;
 }
 
 /** @internal Sync rounds run by this hub. */
@@ -245,6 +259,7 @@ export class SyncRounds {
   }
 
   #start(queue: RoundQueue): void {
+    this.#hooks.starting();
     const waiters = queue.next;
     queue.next = new Waiters();
     const waiting = new Set(this.#hooks.targets(queue.from, queue.hops));
@@ -275,7 +290,7 @@ export class SyncRounds {
     this.#rounds.delete(round.id);
     const queue = round.queue;
     queue.running.delete(round);
-    round.waiters.settle(round.missing);
+    round.waiters.settle(round.missing, this.#hooks.answer);
     if (!queue.next.isEmpty) this.#start(queue);
     // A queue of another link's rounds goes when idle: a table no peer can grow.
     else if (queue.from !== undefined && queue.running.size === 0) this.#queues.delete(queue.from);

@@ -227,7 +227,11 @@ export class ThreadHost implements RelayHost {
     const counters = createPortCounters();
     const link = new PortLink(port1, counters, 1, this.bounds, "the main thread");
     this.hub.addLink(link, { upstream: true });
-    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.mesh.doorbell, drops: threadDrops, threadId };
+    // A counter of its own for each join: the main hub it joins counts what this thread drops
+    // from now on, never again what an earlier hub (a relay since closed) counted already.
+    const drops = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+    reportDropsTo(drops);
+    const request: JoinRequest = { cmd: "NODE_ROAR_JOIN", v: PROTOCOL_VERSION, port: port2, counters, doorbell: this.hub.mesh.doorbell, drops, threadId };
     postMessageToThread(0, request, [port2]).then(
       () => (this.#backoffMs = MIN_JOIN_BACKOFF_MS),
       (error: { code?: string }) => {
@@ -263,9 +267,6 @@ export class ThreadHost implements RelayHost {
 
 let warnedNoMainRelay = false;
 
-/** A worker thread's count of messages dropped for a full queue, shared with its main thread. */
-const threadDrops = isMainThread ? undefined : new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
-if (threadDrops !== undefined) reportDropsTo(threadDrops);
 
 function isTinypoolChildProcess(): boolean {
   return (process as { __tinypool_state__?: { isChildProcess?: boolean } }).__tinypool_state__?.isChildProcess === true;

@@ -44,7 +44,8 @@
  *  - a hub that closes says bye: the far side forgets what it wanted and stops waiting for it
  *    in syncs, but keeps listening on a channel that outlives it, where a later hub says
  *    hello again. A thread whose main thread said bye drops all its links and joins anew; a
- *    host whose peer said bye closes the link to it (#onBye).
+ *    process whose parent said bye routes as a root until a relay there says hello; a host
+ *    whose peer said bye closes the link to it (#onBye).
  */
 import type { ThreadDispatchers } from "./dispatcher.js";
 import type { HostLink } from "./links/host-link.js";
@@ -95,6 +96,10 @@ export class Hub implements LinkHandler {
       link.sendControl(isHost(link) && hops !== 0 ? ["s", id, hops] : ["s", id]);
     },
     newId: () => this.#nextId++,
+    answer: (link, frame) => this.#announcer.answer(link, frame),
+    // Threads are not synced (they take in what waits for them before they publish): a round
+    // vouches for their interest too, so those held back from hear it now.
+    starting: () => this.#announcer.resyncStale(),
   });
   /** Tells the parent what this process dropped; only in a process's main thread. */
   readonly #reporter: DropReporter | undefined;
@@ -132,8 +137,13 @@ export class Hub implements LinkHandler {
         },
         send: (link, envelope) => this.#routing.send(link, envelope),
         droppedHeld: () => this.#routing.droppedHeld(),
-        // What this process dropped reaches the root before the flush does.
-        beforeFlush: () => this.#reporter?.report(),
+        beforeFlush: () => {
+          // What this process dropped reaches the root before the flush does, and so does the
+          // interest held back from links that were not reading (see InterestAnnouncer).
+          this.#reporter?.report();
+          this.#announcer.resyncStale();
+        },
+        answer: (link, frame) => this.#announcer.answer(link, frame),
         newId: () => this.#nextId++,
       },
     });
@@ -337,7 +347,11 @@ export class Hub implements LinkHandler {
     }
     link.greeted = false;
     this.#forget(link);
-    if (link === this.#upstream) this.#upstreamLost(true);
+    if (link !== this.#upstream) return;
+    this.#upstreamLost(true);
+    // The parent's relay closed; its channel stays. Until a relay there says hello again,
+    // this process routes as a root — not as one joining, which would send it everything.
+    this.#join.silent();
   }
 
   /** Drops what `link`'s far side wanted, and stops waiting for it in every sync. */

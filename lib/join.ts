@@ -12,7 +12,7 @@
  *     joining            the upstream hub says hello (upstreamHello)     welcomed
  *     joining            a cluster primary never answers (silent)        silent
  *     silent, welcomed   the upstream hub says hello                     welcomed
- *     linked states      the upstream hub says bye (lost)                joining
+ *     linked states      the upstream hub says bye (lost, then silent)   silent
  *     linked states      the upstream link closes (lost)                 awaitingParent
  *
  * Invariants:
@@ -32,9 +32,10 @@
  *  - a thread that publishes before its main thread welcomed it (see {@link Join.takesPublish});
  *  - a process still joining its parent (see {@link Join.sendUp});
  *  - a parent that never answers (see {@link Join.stopExpecting}, {@link Join.silent});
- *  - an upstream that goes away, by closing or by saying bye (see {@link Join.lost}).
+ *  - an upstream that goes away, by closing or by saying bye (see {@link Join.lost}; after a
+ *    bye a process goes on to `silent`, see Hub's #onBye).
  */
-import { FlushRequests, SYNC_TIMEOUT_MS, Waiters, type Requester } from "./barrier.js";
+import { FlushRequests, SYNC_TIMEOUT_MS, Waiters, type AnswerLink, type Requester } from "./barrier.js";
 import { RoarError } from "./errors.js";
 import type { Link, LinkBounds } from "./links/link.js";
 import type { Envelope } from "./wire/envelope.js";
@@ -49,8 +50,9 @@ import type { Envelope } from "./wire/envelope.js";
  *    or since it said bye): the hub does not know what lies beyond it;
  *  - `welcomed`: the upstream hub said hello; `wantsAll` when it asked this thread for
  *    everything, as a main thread still joining its own parent does;
- *  - `silent`: a cluster worker whose primary never answered (it runs no roar): the hub routes
- *    as a root would until a hello comes, rather than send everything up for ever.
+ *  - `silent`: a cluster worker whose primary never answered (it runs no roar), or a process
+ *    whose parent's relay said bye: the hub routes as a root would until a hello comes, rather
+ *    than send everything up for ever.
  */
 export type JoinState =
   | { readonly kind: "root" }
@@ -75,6 +77,8 @@ export interface JoinHooks {
   droppedHeld(): void;
   /** Called just before a flush request goes up. */
   beforeFlush(): void;
+  /** Sends a link below the answer to its flush (see barrier.ts). */
+  answer: AnswerLink;
   /** A fresh id for a flush request. */
   newId(): number;
 }
@@ -101,10 +105,14 @@ export class Join {
     this.#isThread = isThread;
     this.#bounds = bounds;
     this.#hooks = hooks;
-    this.#flushUp = new FlushRequests((id) => {
-      hooks.beforeFlush();
-      this.upstream?.sendControl(["f", id]);
-    }, hooks.newId);
+    this.#flushUp = new FlushRequests(
+      (id) => {
+        hooks.beforeFlush();
+        this.upstream?.sendControl(["f", id]);
+      },
+      hooks.newId,
+      hooks.answer,
+    );
     this.#state = expectsUpstream ? { kind: "awaitingParent" } : { kind: "root" };
     this.#set(this.#state);
   }

@@ -60,11 +60,11 @@ export interface RelayStats {
   /** Messages received over links. */
   received: number;
   /**
-   * Messages or frames lost, by reason: here, and — for `queueFull`, `malformed`,
-   * `undecodable` and `unsendable` — in every worker thread of this process and every process
-   * below it (cluster workers and attached children report theirs to their parent, at most
-   * 100 ms later and always before their next flush), so a host's root counts every loss on
-   * the host. Each loss is counted once, where it happened.
+   * Messages or frames lost, by reason: here; for `queueFull`, in every worker thread of this
+   * process too; and for `queueFull`, `malformed`, `undecodable` and `unsendable`, in every
+   * process below this one (cluster workers and attached children report theirs to their
+   * parent, at most 100 ms later and always before their next flush), so a host's root counts
+   * every slow-consumer loss on the host. Each loss is counted once, where it happened.
    */
   dropped: {
     /**
