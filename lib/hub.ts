@@ -76,6 +76,7 @@ const debug = debuglog("roar");
 
 /** The shortest time, in milliseconds, between two answers to one link's hellos. */
 const HELLO_ANSWER_INTERVAL_MS = 250;
+
 /** What a link may hold, in bytes, before interest changes for it are coalesced: it is not reading. */
 const CONTROL_SLACK_BYTES = 1024 * 1024;
 
@@ -414,6 +415,9 @@ export class Hub implements LinkHandler {
         reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() did not complete within ${timeout} ms: ${this.#whoDelays()} did not answer`));
       }, timeout);
       this.#request({
+        get settled() {
+          return settled;
+        },
         settle: (missing) => {
           if (settled) return;
           settled = true;
@@ -817,7 +821,8 @@ export class Hub implements LinkHandler {
 
   /**
    * Whether `link` is not reading what is sent to it: it holds a quarter of its message bound,
-   * or more than {@link CONTROL_SLACK_BYTES}. Interest changes for it are then coalesced.
+   * or more than {@link CONTROL_SLACK_BYTES}. Interest changes for it are then coalesced (and
+   * the pressure watch looks at it until it is under both again: see #drained).
    */
   static #notReading(link: Link): boolean {
     return link.bytesHeld >= CONTROL_SLACK_BYTES || link.messagesHeld * 4 >= link.bounds.maxQueue;
