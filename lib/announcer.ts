@@ -249,7 +249,9 @@ export class InterestAnnouncer {
 
 /**
  * Whether `link` is not reading what is sent to it: it holds a quarter of its message bound,
- * or more than {@link CONTROL_SLACK_BYTES}. Interest changes for it are then coalesced.
+ * or more than {@link CONTROL_SLACK_BYTES}. Interest changes for it are then coalesced (and
+ * the pressure watch looks at it until it is under both again: see
+ * {@link InterestAnnouncer.drained}).
  */
 function notReading(link: Link): boolean {
   return link.bytesHeld >= CONTROL_SLACK_BYTES || link.messagesHeld * 4 >= link.bounds.maxQueue;

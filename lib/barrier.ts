@@ -51,6 +51,8 @@ export interface LocalRequester {
   settle: Settle;
   /** Fails the flush (the relay closed under it). */
   fail(error: Error): void;
+  /** Whether it is settled already (its own timeout ran out): it then waits for nothing. */
+  readonly settled: boolean;
 }
 
 /** A request from a link: answered with `[answer, id, missing?]`. */
@@ -78,8 +80,19 @@ export class Waiters {
   }
 
   add(requester: Requester): void {
-    if ("link" in requester) this.links.set(requester.link, { id: requester.id, answer: requester.answer });
-    else this.locals.push(requester);
+    if ("link" in requester) {
+      this.links.set(requester.link, { id: requester.id, answer: requester.answer });
+      return;
+    }
+    // Flushes that gave up (their timeout ran out) while an answer is long in coming are let
+    // go now and then: a program that flushes every second against a stopped parent must not
+    // grow this list for ever.
+    if (this.locals.length >= 1024 && (this.locals.length & 1023) === 0) {
+      const live = this.locals.filter((local) => !local.settled);
+      this.locals.length = 0;
+      this.locals.push(...live);
+    }
+    this.locals.push(requester);
   }
 
   /** Every requester, in the order this thread's callers asked, then the links. */

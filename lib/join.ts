@@ -301,6 +301,9 @@ export class Join {
         reject(new RoarError("ERR_ROAR_TIMEOUT", `flush() did not complete within ${timeout} ms: ${this.whoDelays()} did not answer`));
       }, timeout);
       this.request({
+        get settled() {
+          return settled;
+        },
         settle: (missing) => {
           if (settled) return;
           settled = true;
