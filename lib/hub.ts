@@ -108,10 +108,7 @@ export class Hub implements LinkHandler {
   /** The bounds of what waits here and of every link of this thread's host (shared with them). */
   readonly bounds: LinkBounds;
   /** Links over their high-water mark, until they drain. */
-  readonly #pressure = new PressureWatch(
-    (link) => warnSlowConsumer(link),
-    (link) => this.#announcer.drained(link),
-  );
+  readonly #pressure = new PressureWatch((link) => this.#announcer.drained(link));
   /** Called when the link to the upstream hub is lost and this hub must join again. */
   onUpstreamLost: (() => void) | undefined;
   /** A worker thread's hub: it holds what it publishes until its main thread has welcomed it. */
@@ -415,15 +412,4 @@ export class Hub implements LinkHandler {
     }
     return targets;
   }
-}
-
-/** Warns, once per episode, that messages for `link` are being dropped. */
-function warnSlowConsumer(link: Link): void {
-  const { maxQueue, maxQueueBytes } = link.bounds;
-  process.emitWarning(
-    `roar: slow consumer: ${link.label} holds ${link.messagesHeld} messages (${link.bytesHeld} bytes) it has not taken in, ` +
-      `the link's bound (maxQueue ${maxQueue}, maxQueueBytes ${maxQueueBytes}): messages for it are dropped and counted ` +
-      "in dropped.queueFull until it catches up. A publisher can wait for `router.drained()` when `publish()` returns false.",
-    { type: "RoarWarning", code: "ERR_ROAR_SLOW_CONSUMER" },
-  );
 }

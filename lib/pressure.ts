@@ -36,19 +36,16 @@ export class PressureWatch {
   /** Resolvers of `drained()` calls still waiting. */
   #waiters: (() => void)[] = [];
   #timer: NodeJS.Timeout | undefined;
-  /** Reports the first drop of an episode on a link. */
-  readonly #warn: (link: Link) => void;
   /** Told when a watched link drained. */
   readonly #drained: (link: Link) => void;
 
-  constructor(warn: (link: Link) => void, drained: (link: Link) => void) {
-    this.#warn = warn;
+  constructor(drained: (link: Link) => void) {
     this.#drained = drained;
   }
 
   /** Starts watching `link` (it went over its high-water mark, or `dropped` a message). */
   watch(link: Link, dropped: boolean): void {
-    if (dropped) this.#warn(link);
+    if (dropped) warnSlowConsumer(link);
     if (!this.#links.has(link)) this.#links.set(link, { held: holding(link), since: performance.now(), stuck: false });
     this.#arm();
   }
@@ -134,4 +131,24 @@ export class PressureWatch {
 /** What `link` holds, messages and bytes together: it made progress when this went down. */
 function holding(link: Link): number {
   return link.messagesHeld + link.bytesHeld;
+}
+
+/** Warns, once per episode, that messages for `link` are being dropped. */
+function warnSlowConsumer(link: Link): void {
+  const { maxQueue, maxQueueBytes } = link.bounds;
+  if (!link.isFull) {
+    // The channel itself refused (a broker client at its own limit, such as Redis's maxPending).
+    process.emitWarning(
+      `roar: slow consumer: ${link.label} refused messages at its own limit: they are dropped and counted in dropped.queueFull ` +
+        "until it takes them again. A publisher can wait for `router.drained()` when `publish()` returns false.",
+      { type: "RoarWarning", code: "ERR_ROAR_SLOW_CONSUMER" },
+    );
+    return;
+  }
+  process.emitWarning(
+    `roar: slow consumer: ${link.label} holds ${link.messagesHeld} messages (${link.bytesHeld} bytes) it has not taken in, ` +
+      `the link's bound (maxQueue ${maxQueue}, maxQueueBytes ${maxQueueBytes}): messages for it are dropped and counted ` +
+      "in dropped.queueFull until it catches up. A publisher can wait for `router.drained()` when `publish()` returns false.",
+    { type: "RoarWarning", code: "ERR_ROAR_SLOW_CONSUMER" },
+  );
 }
