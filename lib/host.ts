@@ -50,6 +50,14 @@ function isJoinRequest(value: unknown): value is JoinRequest {
   );
 }
 
+/** Marks a child's channel with the relay that links it (see ThreadHost.attach). */
+const ATTACHED = Symbol.for("roar.attachedRelay");
+
+/** The mark: whether the relay that put it there is still open. Any copy of roar reads it. */
+interface AttachMark {
+  open: boolean;
+}
+
 /** How long a cluster worker waits for its primary's relay to say hello before it warns, in milliseconds. */
 const PRIMARY_ANSWER_MS = 1000;
 /** How long a forked child waits for its parent's relay to answer its hello, in milliseconds. */
@@ -83,6 +91,8 @@ export class ThreadHost implements RelayHost {
   readonly sessions: HostSessions;
   readonly #cleanups: (() => void)[] = [];
   readonly #attached = new WeakSet<ChildProcess>();
+  /** What marks the channels this relay links (see attach); closed with the relay. */
+  readonly #mark: AttachMark = { open: true };
   #retry: NodeJS.Timeout | undefined;
   #backoffMs = MIN_JOIN_BACKOFF_MS;
   #closed = false;
@@ -121,9 +131,15 @@ export class ThreadHost implements RelayHost {
   /** Attaches a forked child process (or a cluster worker) to this process's hub, once. */
   attach(child: ChildProcess): void {
     // The primary attaches cluster workers by itself; a second link on one channel would
-    // take in every frame twice.
-    if (this.#attached.has(child)) return;
+    // take in every frame twice. So would a second copy of roar loaded in this process (an
+    // ESM and a CommonJS one, two versions in node_modules, a test runner's module registry
+    // per file): the channel is marked, in the registry every realm shares, with the relay
+    // that holds it, and a relay of another copy leaves it alone.
+    const marked = child as ChildProcess & { [ATTACHED]?: AttachMark };
+    const mark = marked[ATTACHED];
+    if (this.#attached.has(child) || (mark !== undefined && mark !== this.#mark && mark.open)) return;
     this.#attached.add(child);
+    marked[ATTACHED] = this.#mark;
     this.hub.addLink(new IpcLink(child as IpcChannel, this.bounds));
   }
 
@@ -131,6 +147,7 @@ export class ThreadHost implements RelayHost {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#mark.open = false;
     for (const cleanup of this.#cleanups) cleanup();
     clearTimeout(this.#retry);
     this.hub.close();
