@@ -22,6 +22,17 @@
  * for). `startRelay` waits for that ({@link HostSessions.peersLinked}); the hub sets a link's
  * `greeted` while it takes in a text, so every text received is a moment to look again.
  *
+ * A new process at an old address: a host that answers, at an address this host dials, with a
+ * node id other than the one that answered there before is a new process, and the old one is
+ * not coming back — it is given up at once (what it had not acknowledged is counted lost). But
+ * the new process usually dials first, and its connection does not say where it listens. So
+ * when a host this one does not know links by dialling in while some host this one dials is
+ * away, the new host is on *probation*: the transports dial the away hosts' addresses at once
+ * ({@link Transport.redial}), and the new host's texts are held until each of those away hosts
+ * is given up, is back, or {@link PROBATION_MS} passed. So an old process replaced by the new
+ * one is given up before this host takes in the new one's interest — no message is both
+ * delivered to the new process and counted lost for the old one.
+ *
  * A broker transport has no connections to tell apart: it gets one {@link BusLink}, which
  * stands for every host on the broker (see bus-link.ts), and no other transport beside it.
  */
@@ -49,6 +60,26 @@ export const MAX_HOSTS = 1024;
 export const DEFAULT_AWAY_TIMEOUT_MS = 30_000;
 /** How long `startRelay` waits for the configured peers by default, in milliseconds. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * The longest a host on probation (see the header) has its texts held, in milliseconds: an
+ * away host's address that answers nothing in that time did not take a new process.
+ */
+export const PROBATION_MS = 3000;
+/** The most texts, and characters of them, held from a host on probation; beyond, it ends at once. */
+const PROBATION_TEXTS = 1024;
+const PROBATION_CHARS = 4 * 1024 * 1024;
+
+/** A host on probation (see the header). */
+interface Probation {
+  /** The away hosts it may have replaced, whose addresses are being dialled again. */
+  readonly suspects: Set<string>;
+  /** What it sent meanwhile, in order, with the connection each came on (`undefined`: that connection closed). */
+  readonly texts: [Connection, string | undefined][];
+  /** Characters of `texts`. */
+  chars: number;
+  readonly timer: NodeJS.Timeout;
+}
 
 /** What was dropped before it reached a host link. */
 export interface SessionCounters {
@@ -96,6 +127,8 @@ export class HostSessions {
   readonly #peerWaits = new Set<PeerWait>();
   /** Why a peer some wait is for could not be linked, as its transport said; forgotten when that wait ends. */
   readonly #unreachable = new Map<string, string>();
+  /** The hosts on probation, each until it ends (see the header). */
+  readonly #probations = new Map<HostLink, Probation>();
   readonly counters: SessionCounters = { malformed: 0, oversized: 0, unauthenticated: 0 };
   readonly #events: HostLinkEvents = {
     away: (link) => this.#hub.hostAway(link),
@@ -107,6 +140,18 @@ export class HostSessions {
       ),
     gone: (link) => {
       if (this.#links.get(link.node) === link) this.#links.delete(link.node);
+      const probation = this.#probations.get(link);
+      if (probation !== undefined) {
+        clearTimeout(probation.timer);
+        this.#probations.delete(link);
+      }
+      // After the hub has let the link go (it hears of it once this returns): a host on
+      // probation for it then takes in its interest where the gone one's is no more.
+      if (this.#probations.size !== 0) queueMicrotask(() => this.#settleProbations());
+    },
+    replaced: (link, node) => {
+      // A host still connected here is alive, whatever answers at the address the other dials.
+      if (node !== link.node && this.#links.get(node)?.connection === undefined) this.#giveUp(node);
     },
   };
   #closed = false;
@@ -240,6 +285,8 @@ export class HostSessions {
   async close(): Promise<void> {
     this.#closed = true;
     for (const wait of this.#peerWaits) this.#endWait(wait);
+    for (const { timer } of this.#probations.values()) clearTimeout(timer);
+    this.#probations.clear();
     await Promise.allSettled(this.#transports.map((transport) => transport.close()));
   }
 
@@ -264,6 +311,7 @@ export class HostSessions {
     return {
       receive: (text) => {
         if (link !== undefined) {
+          if (this.#hold(link, connection, text)) return;
           link.receive(connection, text);
           if (this.#peerWaits.size !== 0) this.#checkPeers();
           return;
@@ -297,6 +345,7 @@ export class HostSessions {
       },
       closed: () => {
         clearTimeout(timer);
+        if (link !== undefined && this.#hold(link, connection, undefined)) return;
         link?.connectionClosed(connection);
       },
     };
@@ -329,7 +378,7 @@ export class HostSessions {
       const before = this.#dialled.get(connection.dialled);
       this.#dialled.set(connection.dialled, node);
       // A new process answers where another one did: the old one is not coming back.
-      if (before !== undefined && before !== node) this.#links.get(before)?.expire();
+      if (before !== undefined && before !== node) this.#giveUp(before);
     }
     const existing = this.#links.get(node);
     if (existing === undefined) {
@@ -342,6 +391,7 @@ export class HostSessions {
       this.#links.set(node, link);
       link.attach(connection, peerMaxPayload);
       this.#hub.addLink(link);
+      if (connection.dialled === undefined) this.#probe(link);
       return link;
     }
     const current = existing.connection;
@@ -350,7 +400,74 @@ export class HostSessions {
       return undefined;
     }
     existing.attach(connection, peerMaxPayload);
+    // An away host is back: a host on probation for it did not take its place.
+    if (this.#probations.size !== 0) this.#settleProbations();
     return existing;
+  }
+
+  /**
+   * Puts `link`, new here and dialled in, on probation if hosts this host dials are away: their
+   * addresses are dialled again at once (see the header).
+   */
+  #probe(link: HostLink): void {
+    const suspects = new Set<string>();
+    for (const [address, node] of this.#dialled) {
+      const away = this.#links.get(node);
+      if (away === undefined || away === link || away.connection !== undefined) continue;
+      if (this.#transports.some((transport) => !isBus(transport) && transport.redial?.(address) === true)) suspects.add(node);
+    }
+    if (suspects.size === 0) return;
+    const timer = setTimeout(() => this.#release(link), PROBATION_MS);
+    timer.unref();
+    this.#probations.set(link, { suspects, texts: [], chars: 0, timer });
+  }
+
+  /** Holds a text (or, `undefined`, the close) of `connection` if `link` is on probation; `false` if it is not. */
+  #hold(link: HostLink, connection: Connection, text: string | undefined): boolean {
+    const probation = this.#probations.get(link);
+    if (probation === undefined) return false;
+    probation.texts.push([connection, text]);
+    probation.chars += text?.length ?? 0;
+    // A host that sends this much before it knows what this one wants is not waiting: no more holding.
+    if (probation.texts.length >= PROBATION_TEXTS || probation.chars >= PROBATION_CHARS) this.#release(link);
+    return true;
+  }
+
+  /** Ends each probation whose away hosts are all given up or back. */
+  #settleProbations(): void {
+    for (const [link, probation] of this.#probations) {
+      for (const node of probation.suspects) {
+        const suspect = this.#links.get(node);
+        if (suspect === undefined || suspect.connection !== undefined) probation.suspects.delete(node);
+      }
+      if (probation.suspects.size === 0) this.#release(link);
+    }
+  }
+
+  /** Ends `link`'s probation: what it sent meanwhile is taken in, in order. */
+  #release(link: HostLink): void {
+    const probation = this.#probations.get(link);
+    if (probation === undefined) return;
+    this.#probations.delete(link);
+    clearTimeout(probation.timer);
+    for (const [connection, text] of probation.texts) {
+      if (text === undefined) link.connectionClosed(connection);
+      else link.receive(connection, text);
+    }
+    if (this.#peerWaits.size !== 0) this.#checkPeers();
+  }
+
+  /**
+   * Gives up the host `node`, replaced by a new process: the other hosts are told first, so
+   * that each gives it up before it hears that this host no longer reaches it (the neighbour
+   * list the hub sends next) — else one would pass to it, through this host's old route, what
+   * it was already sending the new process, and count it lost too.
+   */
+  #giveUp(node: string): void {
+    const link = this.#links.get(node);
+    if (link === undefined) return;
+    for (const other of this.#links.values()) if (other !== link) other.tellReplaced(node);
+    link.expire();
   }
 
   /** Whether `candidate` should replace `current` as the connection to `node`. */

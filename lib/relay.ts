@@ -89,7 +89,24 @@ export interface RelayStats {
      * such connections at once (see `WebSocketTransport`'s `maxUnauthenticated`).
      */
     unauthenticated: number;
-    /** Messages sent to a host that went away for good before acknowledging them. */
+    /**
+     * Messages for another host's process that it never acknowledged: those sent to it and
+     * not acknowledged, plus those that waited for it while it was away. They are counted when
+     * that process is known to be gone for good — a new process answers at its address (as
+     * this host finds when it dials there, which it does at once when a new host links while
+     * that one is away, or as another host that dialled there says), its relay said bye, or
+     * it stayed away longer than `awayTimeout` — once, by the host that kept them for it.
+     * Messages published after that go to whoever wants them then (the new process, once its
+     * interest arrives) and are not counted; a new process at the old one's address is not
+     * sent anything before the old one is given up, so nothing it receives is counted.
+     *
+     * An upper bound on what that process's subscribers missed, exact for a host that died
+     * while quiet: of what it received just before it died, what it had not yet acknowledged
+     * (a host acknowledges at least every 1,024 messages and 20 ms, and before anything it
+     * sends) may have been delivered. A host no one dials (it only dialled out) cannot be
+     * recognised when it restarts: it is given up after `awayTimeout`, and what waited for it
+     * until then is counted, even what its new process received meanwhile.
+     */
     disconnected: number;
     /** Messages not passed on to another host because they had crossed 8 hosts: a ring of hosts, which roar does not support. */
     looped: number;

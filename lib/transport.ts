@@ -68,6 +68,16 @@ export interface Transport {
   start(context: TransportContext): Promise<void>;
   /** Closes every connection and stops listening and dialling. */
   close(): Promise<void>;
+  /**
+   * Dials `address` (one of {@link Transport.peers}) now, without waiting for a backoff to end;
+   * returns `false` if this transport does not dial it. roar asks when a host it does not know
+   * links while the host that answered at `address` is away, and holds the new host's frames
+   * until the answer (at most a few seconds): if a new process answers there, the old one is
+   * gone, and is given up before the new one receives anything, so that no message is both
+   * delivered to the new process and counted lost for the old. Optional: without it, the old
+   * one is given up when this transport next dials `address` by itself.
+   */
+  redial?(address: string): boolean;
 }
 
 /** What roar gives a transport when it starts. */

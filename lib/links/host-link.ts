@@ -21,14 +21,17 @@
  *    longer kept for resending; what is kept (unacknowledged plus not yet sent) counts against
  *    the link's bound in bytes, and what waits for a connection in messages too, so a host
  *    that stops reading cannot grow this process's memory, while one that reads is never
- *    taken for slow because its acknowledgements are a round trip behind.
+ *    taken for slow because its acknowledgements are a round trip behind. An acknowledgement
+ *    due also goes ahead of any batch this side sends.
+ *  - `["G", node]`: a new process answers where the host `node` did, so that host is gone for
+ *    good; a host that has it away gives it up at once (see host-sessions.ts).
  *
  * A frame that is not well-formed breaks the protocol: it is counted, and the connection is
  * closed (the link stays, away, and may resume).
  */
 import type { Connection } from "../transport.js";
 import type { Frame, MessageFrame, NeighboursFrame } from "../wire/frames.js";
-import { isFrame } from "../wire/validate-frame.js";
+import { isFrame, isNode } from "../wire/validate-frame.js";
 import { isEncodedPayload } from "../wire/codec.js";
 import { Link, type LinkBounds } from "./link.js";
 
@@ -61,6 +64,8 @@ export interface HostLinkEvents {
   oversized(link: HostLink, bytes: number): void;
   /** The link closed for good. */
   gone(link: HostLink): void;
+  /** The far side says that a new process answers where the host `node` did. */
+  replaced(link: HostLink, node: string): void;
 }
 
 /** @internal */
@@ -131,6 +136,11 @@ export class HostLink extends Link {
     this.#text([["R", this.#session, this.#peerSession, this.#received]]);
   }
 
+  /** Tells the far side that a new process answers where the host `node` did (see the `G` frame). */
+  tellReplaced(node: string): void {
+    if (this.#resumed) this.#text([["G", node]]);
+  }
+
   /** Closes the link, first acknowledging what arrived, so the far side counts none of it lost. */
   override close(): void {
     if (this.#resumed) this.#sendAck();
@@ -178,6 +188,10 @@ export class HostLink extends Link {
         case "A":
           if (!Number.isSafeInteger(frame[1])) return this.#broken("a malformed acknowledgement");
           this.#acknowledge(frame[1] as number);
+          continue;
+        case "G":
+          if (frame.length !== 2 || !isNode(frame[1])) return this.#broken("a malformed notice of a replaced host");
+          this.#events.replaced(this, frame[1]);
           continue;
         case "p":
         case "f":
@@ -254,6 +268,9 @@ export class HostLink extends Link {
       return;
     }
     this.#written = this.#numbered;
+    // What arrived is acknowledged ahead of anything this side sends: the far side learns it
+    // no later than it reads this batch (an answer to its sync, say), and keeps less at risk.
+    if (this.#received !== this.#acknowledged) this.#sendAck();
     this.#send(batch);
   }
 
@@ -299,15 +316,23 @@ export class HostLink extends Link {
   }
 
   #resume(peerSession: string, mySession: string, received: number): void {
+    /** Whether the far side's link is the one this side resumed with before (not a new one there). */
+    const sameFarLink = this.#peerSession !== "" && peerSession === this.#peerSession;
     if (peerSession !== this.#peerSession) {
       // The far side numbers what it sends afresh: a new link there, or the first connection.
       this.#peerSession = peerSession;
       this.#received = 0;
       this.#acknowledged = 0;
     }
-    if (mySession !== this.#session) {
-      // The far side does not know this numbering: what was written before may or may not have
-      // arrived, so it is counted lost; what was never written is numbered afresh.
+    if (mySession !== this.#session && sameFarLink) {
+      // Race: the far side's link never read this side's resume (two connections crossed, and
+      // the one that carried it was replaced there first). A side takes in nothing before it
+      // reads the resume, so none of what was written arrived: all of it is resent, none lost.
+      received = this.#acked;
+    } else if (mySession !== this.#session) {
+      // The far side does not know this numbering (a new link there, which knows nothing of
+      // the old one's): what was written before may or may not have arrived, so it is counted
+      // lost; what was never written is numbered afresh.
       this.counters.droppedDisconnected += this.#messagesKept(this.#written);
       this.#trim(this.#written);
       this.#numbered -= this.#written;

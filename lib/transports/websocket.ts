@@ -110,6 +110,8 @@ export class WebSocketTransport implements Transport {
   readonly #timers = new Set<NodeJS.Timeout>();
   /** Sockets dialled and not yet open. */
   readonly #dialling = new Set<WebSocket>();
+  /** The timer of each peer's next dial, while one waits (see {@link WebSocketTransport.redial}). */
+  readonly #nextDial = new Map<string, NodeJS.Timeout>();
   #context: TransportContext | undefined;
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
@@ -247,7 +249,7 @@ export class WebSocketTransport implements Transport {
     const context = this.#context as TransportContext;
     if (context.isLinked(url)) {
       // Linked by the connection the peer dialled: look again later, in case it drops.
-      this.#later(() => this.#dial(url, 0), this.#settings.retryMax);
+      this.#dialLater(url, 0, this.#settings.retryMax);
       return;
     }
     const tls = this.#settings.tls;
@@ -287,7 +289,7 @@ export class WebSocketTransport implements Transport {
       const next = served ? 0 : attempt + 1;
       const backoff = Math.min(this.#settings.retryMax, this.#settings.retryMin * 2 ** next);
       // Jitter: between half and all of the backoff.
-      this.#later(() => this.#dial(url, next), backoff * (0.5 + Math.random() / 2));
+      this.#dialLater(url, next, backoff * (0.5 + Math.random() / 2));
     });
     socket.on("error", (error) => debug("ws dial %s: %s", url, error.message));
   }
@@ -330,12 +332,39 @@ export class WebSocketTransport implements Transport {
     }
   }
 
-  #later(run: () => void, ms: number): void {
-    if (this.#closed) return;
+  /**
+   * Dials `url` now rather than when its backoff ends, if it is one of {@link peers}; `false`
+   * if it is not. roar asks when a host it does not know links while the one that answered at
+   * `url` is away: the answer tells whether a new process took the old one's place.
+   */
+  redial(url: string): boolean {
+    if (this.#closed || !this.#settings.peers.includes(url)) return false;
+    const timer = this.#nextDial.get(url);
+    // No timer: a dial is under way (or open), and answers by itself.
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this.#timers.delete(timer);
+      this.#nextDial.delete(url);
+      this.#dial(url, 0);
+    }
+    return true;
+  }
+
+  #dialLater(url: string, attempt: number, ms: number): void {
+    const timer = this.#later(() => {
+      this.#nextDial.delete(url);
+      this.#dial(url, attempt);
+    }, ms);
+    if (timer !== undefined) this.#nextDial.set(url, timer);
+  }
+
+  #later(run: () => void, ms: number): NodeJS.Timeout | undefined {
+    if (this.#closed) return undefined;
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       run();
     }, ms);
     this.#timers.add(timer);
+    return timer;
   }
 }
