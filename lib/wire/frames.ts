@@ -26,8 +26,12 @@
 import type { MessagePort } from "node:worker_threads";
 import type { Scope, Topic } from "../types.js";
 
-/** The protocol version this build speaks. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol version this build speaks. 2 added drop reports (`d`), the names of what did
+ * not answer in `F`/`S`, a main thread's bounds in its hello, and the host session frame `G`;
+ * a version-1 peer counts the new frames as malformed.
+ */
+export const PROTOCOL_VERSION = 2;
 
 /** A (scope, topic) pair. */
 export type InterestKey = readonly [Scope, Topic];
