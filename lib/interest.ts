@@ -52,22 +52,12 @@ export class InterestTable {
     for (const [scope, topics] of this.#holders) for (const [topic, holders] of topics) yield [scope, topic, holders];
   }
 
-  /** Whether `link`'s far side wants (scope, topic). */
-  wants(link: Link, scope: Scope, topic: Topic): boolean {
-    return this.#byLink.get(link)?.topics.get(scope)?.has(topic) ?? false;
-  }
-
   /** Everything `link`'s far side wants. */
   of(link: Link): InterestKey[] {
     const keys: InterestKey[] = [];
     const interest = this.#byLink.get(link);
     if (interest !== undefined) for (const [scope, topics] of interest.topics) for (const topic of topics) keys.push([scope, topic]);
     return keys;
-  }
-
-  /** How many (scope, topic) pairs `link`'s far side wants. */
-  countOf(link: Link): number {
-    return this.#byLink.get(link)?.count ?? 0;
   }
 
   /** Records that `link`'s far side does (or no longer does) want (scope, topic). */
