@@ -13,11 +13,10 @@
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
 import { readFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import type { StatsReport, Traffic, TransportSpec } from "../fixtures/protocol.js";
-import { bySender, Cleanup, everyMessageOnce, forkPeer, range, testScope, TIMEOUT, waitFor, type Peer, type ProcessPeer } from "./support.js";
+import { bySender, Cleanup, everyMessageOnce, forkPeer, freePorts, range, testScope, TIMEOUT, waitFor, type Peer, type ProcessPeer } from "./support.js";
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -54,15 +53,6 @@ async function startHost(name: string, options: TransportSpec, { maxQueue }: { m
 /** Waits until each host has the given number of other hosts linked (and none away, unless given). */
 async function linked(...expected: [Host, number][]): Promise<void> {
   await Promise.all(expected.map(([host, hosts]) => host.peer.call("waitStats", { hosts, hostsAway: 0, timeout: TIMEOUT })));
-}
-
-/** Ports free now (for hosts that must know each other's ports before any of them starts). */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = range(count).map(() => createServer());
-  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen(0, LOCAL, resolve))));
-  const ports = servers.map((server) => (server.address() as AddressInfo).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
 }
 
 function stats(host: Host): Promise<StatsReport> {

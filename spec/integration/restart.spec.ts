@@ -13,10 +13,9 @@
  * already sending the new one. Nothing here waits a fixed time: every wait is for an event.
  */
 import { afterEach, describe, expect, it } from "@jest/globals";
-import { createServer, type AddressInfo } from "node:net";
 import type { StatsReport, Traffic, TransportSpec } from "../fixtures/protocol.js";
 import { ACK_EVERY } from "../../lib/links/host-link.js";
-import { bySender, Cleanup, everyMessageOnce, forkPeer, range, testScope, TIMEOUT, type Peer, type ProcessPeer } from "./support.js";
+import { bySender, Cleanup, everyMessageOnce, forkPeer, freePorts, range, testScope, TIMEOUT, type Peer, type ProcessPeer } from "./support.js";
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -30,15 +29,6 @@ interface Host {
   name: string;
   process: ProcessPeer;
   peer: Peer;
-}
-
-/** Ports free now: the hosts of a full mesh must know each other's ports before any starts. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = range(count).map(() => createServer());
-  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen(0, LOCAL, resolve))));
-  const ports = servers.map((server) => (server.address() as AddressInfo).port);
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
 }
 
 /**

@@ -10,6 +10,7 @@ import { expect } from "@jest/globals";
 import { fork, type ChildProcess } from "node:child_process";
 import cluster, { type Worker as ClusterWorker } from "node:cluster";
 import { existsSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { isPeerEvent, isReply, isUserMessage, type Command, type OpName, type Ops, type Traffic, type UserMessage } from "../fixtures/protocol.js";
 
@@ -32,6 +33,18 @@ export function testScope(): string {
 
 export function range(count: number): number[] {
   return Array.from({ length: count }, (_, i) => i);
+}
+
+/**
+ * Ports free on 127.0.0.1 now: for hosts that must know each other's ports before any of them
+ * starts (a full mesh).
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = range(count).map(() => createServer());
+  await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))));
+  const ports = servers.map((server) => (server.address() as AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
 }
 
 /**
