@@ -25,7 +25,7 @@
  * waiter each, and each of those has its own timeout.
  */
 import type { Link } from "./links/link.js";
-import type { Frame } from "./wire/frames.js";
+import { MAX_MISSING, type Frame } from "./wire/frames.js";
 
 /** How long a sync round waits for a link before it completes without it, in milliseconds. */
 export const SYNC_TIMEOUT_MS = 5_000;
@@ -33,8 +33,6 @@ export const SYNC_TIMEOUT_MS = 5_000;
 export const DEFAULT_FLUSH_TIMEOUT_MS = 10_000;
 /** How many rounds asked for by one host may run at once; later requests coalesce. */
 export const MAX_HOST_ROUNDS = 8;
-/** The most names an answer carries of those that did not answer. */
-export const MAX_MISSING = 16;
 
 /**
  * Sends a link the answer to its flush or sync: the hub's, which first tells a link whose

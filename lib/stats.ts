@@ -15,7 +15,7 @@ import type { Link } from "./links/link.js";
 /** How often, at most, a process tells its parent what it dropped, in milliseconds. */
 export const REPORT_INTERVAL_MS = 100;
 
-/** What a drop report carries, in this order. */
+/** What a drop report carries, in this order (as many as the wire's DROP_TOTALS, frames.ts). */
 export const REPORTED = ["droppedQueueFull", "droppedMalformed", "droppedUndecodable", "droppedUnsendable"] as const;
 
 /** One of the counters a drop report carries. */
@@ -23,13 +23,6 @@ export type ReportedCounter = (typeof REPORTED)[number];
 
 /** The totals of a drop report, in the order of {@link REPORTED}. */
 export type DropTotals = readonly number[];
-
-/** Whether `value` is a well-formed list of totals from another process. */
-export function isDropTotals(value: unknown): value is DropTotals {
-  if (!Array.isArray(value) || value.length < REPORTED.length || value.length > 64) return false;
-  for (const total of value) if (!Number.isSafeInteger(total) || (total as number) < 0) return false;
-  return true;
-}
 
 /** @internal The reports of the processes below this one, by link. */
 export class DropReports {

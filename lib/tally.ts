@@ -5,9 +5,8 @@
  *
  * Invariants:
  *  - nothing counted is lost or counted twice when a link closes: its counters are folded
- *    into the hub's own then, and so is what its thread's shared drop counter holds;
- *  - a thread that joins again brings the same shared counter: only what it gained since the
- *    last fold counts ({@link Tally.linkClosed});
+ *    into the hub's own then, and so is what its thread's shared drop counter holds — a
+ *    thread brings a new counter each time it joins (see host.ts), so none is folded twice;
  *  - a process below that goes, or whose hub says bye, keeps its last report counted.
  */
 import { addCounters, zeroCounters, type Link, type LinkCounters } from "./links/link.js";
@@ -27,8 +26,6 @@ export class Tally {
   readonly own: HubCounters = { ...zeroCounters(), droppedUndecodable: 0, droppedLooped: 0 };
   /** What the processes below this one reported they dropped (see stats.ts). */
   readonly #reports = new DropReports();
-  /** For each thread's shared drop counter, how much of it is in `own` already. */
-  readonly #foldedDrops = new WeakMap<Int32Array, number>();
 
   /** Counters summed over `links` (the open ones) and every link this hub has had. */
   total(links: Iterable<Link>): HubCounters {
@@ -36,7 +33,7 @@ export class Tally {
     this.#reports.addTo(total);
     for (const link of links) {
       addCounters(total, link.counters);
-      if (link.farDrops !== undefined) total.droppedQueueFull += this.#unfoldedDrops(link.farDrops);
+      if (link.farDrops !== undefined) total.droppedQueueFull += Atomics.load(link.farDrops, 0);
     }
     return total;
   }
@@ -54,15 +51,6 @@ export class Tally {
   /** `link` closed: what it counted is folded into the hub's own counters. */
   linkClosed(link: Link): void {
     addCounters(this.own, link.counters);
-    if (link.farDrops !== undefined) {
-      // A thread that joins again brings the same counter: only what is new counts then.
-      this.own.droppedQueueFull += this.#unfoldedDrops(link.farDrops);
-      this.#foldedDrops.set(link.farDrops, Atomics.load(link.farDrops, 0));
-    }
-  }
-
-  /** What a thread's shared drop counter holds beyond what was folded in when a link to it closed. */
-  #unfoldedDrops(farDrops: Int32Array): number {
-    return Atomics.load(farDrops, 0) - (this.#foldedDrops.get(farDrops) ?? 0);
+    if (link.farDrops !== undefined) this.own.droppedQueueFull += Atomics.load(link.farDrops, 0);
   }
 }

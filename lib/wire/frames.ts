@@ -54,6 +54,11 @@ export type MessagesFrame = readonly ["M", Scope, Topic, readonly unknown[], num
 export type FlushFrame = readonly ["f", number] | readonly ["F", number, (readonly string[])?];
 /** A sync request (`s`, with the host links it crossed before this one) or its answer (`S`, as `F`). */
 export type SyncFrame = readonly ["s", number, number?] | readonly ["S", number, (readonly string[])?];
+/** The most names an `F` or `S` answer carries of those that did not answer. */
+export const MAX_MISSING = 16;
+/** How many totals a drop report carries (see stats.ts's REPORTED; newer senders may add more). */
+export const DROP_TOTALS = 4;
+
 /** What the sender and everything below it dropped so far, by reason (see stats.ts); towards the root only. */
 export type DropsFrame = readonly ["d", readonly number[]];
 /** An introduction to another thread of the process, with a direct port to it. */

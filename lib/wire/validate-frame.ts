@@ -5,9 +5,7 @@
  */
 import { MessagePort } from "node:worker_threads";
 import { MAX_NAME_LENGTH } from "../errors.js";
-import type { Frame } from "./frames.js";
-import { MAX_MISSING } from "../barrier.js";
-import { isDropTotals } from "../stats.js";
+import { DROP_TOTALS, MAX_MISSING, type Frame } from "./frames.js";
 
 function isName(value: unknown): value is string {
   return typeof value === "string" && value.length !== 0 && value.length <= MAX_NAME_LENGTH;
@@ -45,6 +43,13 @@ function isNodeList(value: unknown): boolean {
 
 function isBounds(value: unknown): boolean {
   return Array.isArray(value) && value.length >= 2 && Number.isSafeInteger(value[0]) && value[0] >= 1 && Number.isSafeInteger(value[1]) && value[1] >= 1;
+}
+
+/** Totals of a drop report: a few non-negative safe integers. */
+function isDropTotals(value: unknown): boolean {
+  if (!Array.isArray(value) || value.length < DROP_TOTALS || value.length > 64) return false;
+  for (const total of value) if (!Number.isSafeInteger(total) || (total as number) < 0) return false;
+  return true;
 }
 
 /** Names of what did not answer a flush or sync: a few short strings. */
